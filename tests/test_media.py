@@ -1,0 +1,72 @@
+"""Decoding one analysis window: the ffmpeg fps-filter frame rule, the audio window."""
+import numpy as np
+import pytest
+
+from uavm import media
+from uavm.synth import write_media
+
+
+def test_fps_rule_on_a_30fps_clip_picks_frames_4_14_24():
+    ts = np.arange(300) / 30
+    idx = media.sample_times(ts, 10.0, fps=3, start=0, seconds=10)
+    assert len(idx) == 30 and list(idx[:3]) == [4, 14, 24] and idx[-1] == 294
+
+
+def test_fps_rule_on_25fps_and_a_start_offset():
+    ts = np.arange(1000) / 25
+    assert list(media.sample_times(ts, 40.0, 3, 0, 10)[:4]) == [4, 12, 20, 29]
+    # a window from 5 s picks the frames the full-length run would pick from output 15 on
+    full = media.sample_times(ts, 40.0, 3, 0, 40)
+    np.testing.assert_array_equal(media.sample_times(ts, 40.0, 3, 5.0, 10), full[15:45])
+
+
+def test_fps_rule_stops_at_the_end_of_a_short_clip():
+    ts = np.arange(45) / 30  # 1.5 s
+    assert len(media.sample_times(ts, 1.5, 3, 0, 10)) == 5
+    assert len(media.sample_times(np.zeros(1), 1 / 30, 3, 0, 10)) == 1  # a single frame
+
+
+def test_scaled_size_keeps_aspect_with_the_shorter_side_224():
+    assert media.scaled_size(640, 360, 224) == (398, 224)
+    assert media.scaled_size(360, 640, 224) == (224, 398)
+    assert media.scaled_size(224, 224, 224) == (224, 224)
+
+
+def test_audio_window_is_a_slice_of_the_whole_waveform(tmp_path):
+    sr = 16000
+    wav = (0.5 * np.sin(np.arange(30 * sr) * 2 * np.pi * np.linspace(100, 2000, 30 * sr) / sr)).astype(np.float32)
+    write_media(tmp_path / "a.wav", audio=wav, sample_rate=sr, audio_codec="pcm_s16le")
+    whole = media.load_audio(tmp_path / "a.wav", sr, 0, 30)
+    np.testing.assert_allclose(whole, wav, atol=1e-4)
+    part = media.load_audio(tmp_path / "a.wav", sr, 12.5, 10)
+    np.testing.assert_array_equal(part, whole[int(12.5 * sr): int(22.5 * sr)])
+
+
+def test_audio_is_downmixed_and_resampled_to_16k_mono(tmp_path):
+    sr = 44100
+    t = np.arange(int(3 * sr)) / sr
+    left, right = np.sin(2 * np.pi * 440 * t), np.zeros_like(t)
+    write_media(tmp_path / "s.wav", audio=np.stack([left, right]).astype(np.float32) * 0.5, sample_rate=sr,
+                audio_codec="pcm_s16le", audio_layout="stereo")
+    w = media.load_audio(tmp_path / "s.wav", 16000, 0, 10)
+    assert w.shape == (48000,)
+    spec = np.abs(np.fft.rfft(w))
+    assert abs(np.argmax(spec) * 16000 / len(w) - 440) < 2
+    # ffmpeg's `-ac 1` mix (libswresample): each of L and R at -3 dB
+    assert abs(np.abs(w).max() - 0.5 * np.sqrt(0.5)) < 0.01
+
+
+def test_frames_come_resized_with_the_shorter_side_224(tmp_path):
+    frames = np.zeros((30, 360, 640, 3), np.uint8)
+    write_media(tmp_path / "v.mp4", frames, 30)
+    f = media.load_frames(tmp_path / "v.mp4")
+    assert f.shape == (3, 224, 398, 3) and f.dtype == np.uint8
+
+
+@pytest.mark.parametrize("content,msg", [(None, "no such file"), (b"", "empty"), (b"hello world" * 10, "not a readable")])
+def test_unreadable_inputs_name_the_problem(tmp_path, content, msg):
+    p = tmp_path / "x.mp4"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(media.MediaError, match=msg):
+        media.probe(p)

@@ -1,0 +1,221 @@
+"""The one on-disk model format: a folder holding
+
+    config.json          architecture, preprocessing, task, provenance, file names
+    model.safetensors    the Transformer (UAVM or a baseline)
+    labels.csv           index,mid,display_name (the authors' label-list format)
+    *.safetensors        the audio / video ConvNeXt extractors (optional; a
+                         relative path may point to a file shared by several bundles)
+
+The demo model, converted official checkpoints and models trained here all load
+through ``load_bundle``. Weights are only ever read as safetensors.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .features import Extractor, Preprocessing
+from .model import UAVM, ModelConfig
+
+FORMAT, VERSION = "uavm-bundle", 1
+MODALITIES = ("audio", "video")
+
+
+class BundleError(ValueError):
+    """A bundle folder that cannot be loaded; the message says why."""
+
+
+@dataclass
+class Label:
+    index: int
+    mid: str
+    name: str
+
+
+@dataclass
+class Bundle:
+    path: Optional[Path]
+    config: dict
+    model: UAVM
+    extractors: dict  # modality -> Extractor (absent when the bundle has none for it)
+    preprocessing: Preprocessing
+    labels: list
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or (self.path.name if self.path else "unnamed")
+
+    @property
+    def multilabel(self) -> bool:
+        """AudioSet-style (sigmoid scores, mAP) rather than single-label (softmax, accuracy)."""
+        return self.config.get("task", {}).get("loss") == "bce"
+
+    def to(self, device):
+        self.model.to(device)
+        for e in self.extractors.values():
+            e.to(device)
+        return self
+
+
+def read_labels(path) -> list:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"index", "mid", "display_name"} <= set(rows[0]):
+        raise BundleError(f"{path}: a label list needs the columns index,mid,display_name")
+    labels = [Label(int(r["index"]), r["mid"], r["display_name"]) for r in rows]
+    if [l.index for l in labels] != list(range(len(labels))):
+        raise BundleError(f"{path}: label indices must run 0..{len(labels) - 1} in order")
+    return labels
+
+
+def write_labels(path, labels) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "mid", "display_name"])
+        for l in labels:
+            w.writerow([l.index, l.mid, l.name])
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _save_tensors(module_or_sd, path: Path) -> None:
+    sd = module_or_sd.state_dict() if hasattr(module_or_sd, "state_dict") else module_or_sd
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
+    tmp = path.with_name(".tmp-" + path.name)
+    save_file(sd, str(tmp))
+    os.replace(tmp, path)
+
+
+def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
+                extractors: Optional[dict] = None, extractor_files: Optional[dict] = None,
+                task: Optional[dict] = None, provenance: Optional[dict] = None, name: str = "") -> Path:
+    """Write a bundle folder. ``extractors`` are saved into it, unless ``extractor_files``
+    names an existing file (relative to ``out``) to share, e.g. ``../extractors/audio.safetensors``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(labels) != model.cfg.num_classes:
+        raise BundleError(f"{len(labels)} labels for a model with {model.cfg.num_classes} classes")
+    cfg = {"format": FORMAT, "version": VERSION, "name": name or out.name,
+           "task": task or {"loss": "ce"}, "model": model.cfg.to_dict(), "weights": "model.safetensors",
+           "preprocessing": preprocessing.to_dict(), "labels": "labels.csv",
+           "provenance": provenance or {}}
+    _save_tensors(model, out / "model.safetensors")
+    write_labels(out / "labels.csv", labels)
+    extractors, extractor_files = extractors or {}, extractor_files or {}
+    for m in MODALITIES:
+        if m not in extractors:
+            cfg[f"{m}_extractor"] = None
+            continue
+        e = extractors[m]
+        fname = extractor_files.get(m, f"{m}_extractor.safetensors")
+        if m not in extractor_files:
+            _save_tensors(e.net, out / fname)
+        spec = {k: v for k, v in e.spec.items() if k != "weights"}
+        cfg[f"{m}_extractor"] = {**spec, "weights": fname}
+    _atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    return out
+
+
+def _resolve(root: Path, name: str) -> Path:
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise BundleError(f"{root}: weight file names must be relative paths, got {name!r}")
+    p = (root / name).resolve()
+    if not p.is_file():
+        raise BundleError(f"{root}: missing weight file {name}")
+    return p
+
+
+def _load_strict(module: torch.nn.Module, path: Path, what: str) -> None:
+    try:
+        sd = load_file(str(path))
+    except Exception as e:
+        raise BundleError(f"{path}: not a readable safetensors file ({e})") from None
+    own = module.state_dict()
+    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if missing or unexpected:
+        raise BundleError(f"{path}: {what} weights do not match the config "
+                          f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                          f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})")
+    for k, v in sd.items():
+        if v.shape != own[k].shape:
+            raise BundleError(f"{path}: {what} weight {k} has shape {tuple(v.shape)}, "
+                              f"the config needs {tuple(own[k].shape)}")
+    module.load_state_dict(sd, strict=True)
+
+
+def load_bundle(path, device="cpu") -> Bundle:
+    root = Path(path)
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise BundleError(f"{root}: not a uavm bundle (no config.json)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise BundleError(f"{cfg_path}: not a uavm bundle config (format must be {FORMAT!r})")
+    if cfg.get("version") != VERSION:
+        raise BundleError(f"{cfg_path}: bundle version {cfg.get('version')!r}, this uavm reads version {VERSION}")
+    try:
+        mcfg = ModelConfig.from_dict(cfg["model"])
+        pre = Preprocessing.from_dict(cfg["preprocessing"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{cfg_path}: bad model or preprocessing config ({e})") from None
+    if mcfg.seq_len != pre.seq_len:
+        raise BundleError(f"{cfg_path}: model seq_len {mcfg.seq_len} != preprocessing seq_len {pre.seq_len}")
+    model = UAVM(mcfg)
+    _load_strict(model, _resolve(root, cfg.get("weights", "model.safetensors")), "model")
+    labels = read_labels(_resolve(root, cfg.get("labels", "labels.csv")))
+    if len(labels) != mcfg.num_classes:
+        raise BundleError(f"{root}: {len(labels)} labels for a model with {mcfg.num_classes} classes")
+    extractors = {}
+    for m in MODALITIES:
+        spec = cfg.get(f"{m}_extractor")
+        if not spec:
+            continue
+        try:
+            e = Extractor({**spec, "modality": m})
+        except Exception as err:
+            raise BundleError(f"{cfg_path}: cannot build the {m} extractor ({err})") from None
+        _load_strict(e.net, _resolve(root, spec.get("weights", "")), f"{m} extractor")
+        if e.dim != getattr(mcfg, f"{m}_dim"):
+            raise BundleError(f"{cfg_path}: the {m} extractor gives {e.dim}-d features, the model takes "
+                              f"{getattr(mcfg, f'{m}_dim')}")
+        extractors[m] = e
+    model.eval()
+    return Bundle(root, cfg, model, extractors, pre, labels).to(device)
+
+
+SIZES = {
+    # tiny: for tests; paper: the paper's base configuration (ConvNeXt-Base x 2, N = Ns = 3, 1024 wide)
+    "tiny": dict(model=dict(num_classes=5, n_specific=1, n_shared=1, embed_dim=64, shared_dim=32,
+                            audio_dim=64, video_dim=64),
+                 convnext=dict(depths=[1, 1, 1, 1], dims=[8, 16, 32, 64])),
+    "paper": dict(model=dict(num_classes=309), convnext=dict(depths=[3, 3, 27, 3], dims=[128, 256, 512, 1024])),
+}
+
+
+def random_bundle(out, size: str = "tiny", seed: int = 0, kind: str = "unified", **model_overrides) -> Path:
+    """A randomly initialised bundle with extractors: for tests and benchmarks, never for answers."""
+    torch.manual_seed(seed)
+    s = SIZES[size]
+    model = UAVM(ModelConfig(kind=kind, **{**s["model"], **model_overrides}))
+    extractors = {m: Extractor({"arch": "convnext_base", "modality": m,
+                                "kwargs": {"in_chans": 1 if m == "audio" else 3, "num_classes": 0, **s["convnext"]}})
+                  for m in MODALITIES}
+    labels = [Label(i, f"class_{i}", f"class {i}") for i in range(model.cfg.num_classes)]
+    return save_bundle(out, model, Preprocessing(), labels, extractors=extractors,
+                       provenance={"source": f"random initialisation, seed {seed}"}, name=f"random {size} {kind}")

@@ -1,0 +1,152 @@
+"""Algorithm 1 inference from a clip or from features: one pass per present
+modality, fused = mean of the two logit vectors, either modality may be missing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import media
+from .bundle import Bundle
+from .features import audio_features, to_model_input, video_features
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+@dataclass
+class Features:
+    """Raw (T, D) features of one analysis window (before padding and L2 normalisation)."""
+
+    audio: Optional[np.ndarray]
+    video: Optional[np.ndarray]
+    missing: dict = field(default_factory=dict)  # modality -> why it is absent
+
+
+@dataclass
+class Prediction:
+    labels: list
+    multilabel: bool
+    logits: dict  # "audio" / "video" / "fused" -> (classes,) np.ndarray or None
+    attention: dict  # "audio" / "video" (/ "joint") -> (layers, heads, T, T) np.ndarray
+    missing: dict = field(default_factory=dict)
+
+    def scores(self, which: str) -> Optional[np.ndarray]:
+        z = self.logits.get(which)
+        if z is None:
+            return None
+        z = torch.as_tensor(z)
+        return (torch.sigmoid(z) if self.multilabel else torch.softmax(z, -1)).numpy()
+
+    def top(self, which: str, k: int = 5) -> Optional[list]:
+        s = self.scores(which)
+        if s is None:
+            return None
+        order = np.argsort(-s, kind="stable")[:k]
+        return [{"label": self.labels[i].name, "index": int(i), "score": float(s[i])} for i in order]
+
+    def to_dict(self, top_k: int = 5, attention: bool = True) -> dict:
+        d = {}
+        for m in ("audio", "video", "fused"):
+            z = self.logits.get(m)
+            d[m] = None if z is None else {"logits": [float(x) for x in z], "top": self.top(m, top_k)}
+        if attention:
+            d["attention"] = {m: a.tolist() for m, a in self.attention.items()}
+        if self.missing:
+            d["missing"] = dict(self.missing)
+        return d
+
+
+class Pipeline:
+    """A loaded bundle on a device, from a clip (or features) to a Prediction."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto"):
+        self.device = pick_device(device)
+        self.bundle = bundle.to(self.device)
+        self.pre = bundle.preprocessing
+
+    # -- clip -> features -------------------------------------------------------------
+    def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True):
+        """-> (waveform or None, frames or None, missing)."""
+        if start < 0:
+            raise ValueError("start offset must be >= 0 seconds")
+        info = media.probe(path)
+        if not (info.has_audio or info.has_video):
+            raise media.MediaError(f"{path}: has neither an audio nor a video stream")
+        missing, wav, frames = {}, None, None
+        secs = self.pre.clip_seconds
+        if not audio:
+            missing["audio"] = "turned off"
+        elif not info.has_audio:
+            missing["audio"] = "the file has no audio stream"
+        else:
+            wav = media.load_audio(path, self.pre.audio.sample_rate, start, secs)
+        if not video:
+            missing["video"] = "turned off"
+        elif not info.has_video:
+            missing["video"] = "the file has no video stream"
+        else:
+            frames = media.load_frames(path, self.pre.video.fps, self.pre.video.short_side, start, secs)
+        if info.duration is not None and start >= info.duration and start > 0:
+            raise ValueError(f"{path}: start offset {start:g} s is past the end of the clip ({info.duration:.2f} s)")
+        return wav, frames, missing
+
+    def _extractor(self, m: str):
+        e = self.bundle.extractors.get(m)
+        if e is None:
+            raise RuntimeError(f"bundle {self.bundle.name} has no {m} feature extractor "
+                               f"(import one with --{m}-extractor, or predict from features)")
+        return e
+
+    def audio_features(self, wav: np.ndarray) -> np.ndarray:
+        return audio_features(self._extractor("audio"), wav, self.pre, self.device)
+
+    def video_features(self, frames: np.ndarray) -> np.ndarray:
+        return video_features(self._extractor("video"), frames, self.pre, self.device)
+
+    def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True) -> Features:
+        wav, frames, missing = self.decode(path, start, audio, video)
+        a = self.audio_features(wav) if wav is not None else None
+        v = self.video_features(frames) if frames is not None else None
+        return Features(a, v, missing)
+
+    # -- features -> prediction -------------------------------------------------------
+    @torch.no_grad()
+    def predict_features(self, audio: Optional[np.ndarray] = None, video: Optional[np.ndarray] = None,
+                         missing: Optional[dict] = None) -> Prediction:
+        cfg = self.bundle.model.cfg
+        inputs = {}
+        for m, f in (("audio", audio), ("video", video)):
+            if f is None:
+                continue
+            f = np.asarray(f)
+            want = getattr(cfg, f"{m}_dim")
+            if f.ndim != 2 or f.shape[1] != want:
+                raise ValueError(f"{m} features must have shape (T, {want}), got {tuple(f.shape)}")
+            if not np.isfinite(f).all():
+                raise ValueError(f"{m} features contain NaN or infinite values")
+            inputs[m] = to_model_input(f, cfg.seq_len).to(self.device)
+        out = self.bundle.model(inputs.get("audio"), inputs.get("video"))
+        logits = {"fused": out.fused[0].float().cpu().numpy()}
+        attention = {}
+        for m in ("audio", "video"):
+            p = getattr(out, m)
+            logits[m] = p.logits[0].float().cpu().numpy() if p is not None and p.logits is not None else None
+            if p is not None and p.attention:
+                attention[m] = torch.stack([a[0] for a in p.attention]).float().cpu().numpy()
+        if out.joint is not None:
+            attention["joint"] = torch.stack([a[0] for a in out.joint.attention]).float().cpu().numpy()
+        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, dict(missing or {}))
+
+    def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True) -> Prediction:
+        f = self.features(path, start, audio, video)
+        if f.audio is None and f.video is None:
+            raise ValueError(f"{path}: nothing left to predict from ({'; '.join(f'{k}: {v}' for k, v in f.missing.items())})")
+        return self.predict_features(f.audio, f.video, f.missing)
