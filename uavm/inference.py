@@ -80,6 +80,8 @@ class Pipeline:
         info = media.probe(path)
         if not (info.has_audio or info.has_video):
             raise media.MediaError(f"{path}: has neither an audio nor a video stream")
+        if info.duration is not None and start >= info.duration and start > 0:
+            raise ValueError(f"{path}: start offset {start:g} s is past the end of the clip ({info.duration:.2f} s)")
         missing, wav, frames = {}, None, None
         secs = self.pre.clip_seconds
         if not audio:
@@ -94,8 +96,6 @@ class Pipeline:
             missing["video"] = "the file has no video stream"
         else:
             frames = media.load_frames(path, self.pre.video.fps, self.pre.video.short_side, start, secs)
-        if info.duration is not None and start >= info.duration and start > 0:
-            raise ValueError(f"{path}: start offset {start:g} s is past the end of the clip ({info.duration:.2f} s)")
         return wav, frames, missing
 
     def _extractor(self, m: str):

@@ -320,17 +320,18 @@ def default_cache() -> Path:
     return Path(os.environ.get("UAVM_CACHE") or Path.home() / ".cache" / "uavm")
 
 
-def download(name: str, cache: Optional[Path] = None, log=print) -> list:
+def download(name: str, cache: Optional[Path] = None, log=print, release: Optional[dict] = None) -> list:
     """Fetch released files into the cache, resuming partial downloads; returns the paths."""
-    names = list(RELEASE) if name == "all" else [name]
-    unknown = [n for n in names if n not in RELEASE]
+    release = RELEASE if release is None else release
+    names = list(release) if name == "all" else [name]
+    unknown = [n for n in names if n not in release]
     if unknown:
-        raise ValueError(f"unknown release file {unknown[0]!r}; one of: all, {', '.join(RELEASE)}")
+        raise ValueError(f"unknown release file {unknown[0]!r}; one of: all, {', '.join(release)}")
     cache = Path(cache or default_cache())
     cache.mkdir(parents=True, exist_ok=True)
     paths = []
     for n in names:
-        url, fname = RELEASE[n]
+        url, fname = release[n]
         dest = cache / fname
         if not dest.exists():
             part = dest.with_name(fname + ".part")
