@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from .features import Extractor, Preprocessing
 from .model import UAVM, ModelConfig
 
-FORMAT, VERSION = "uavm-bundle", 1
+FORMAT, EXTRACTORS_FORMAT, VERSION = "uavm-bundle", "uavm-extractors", 1
 MODALITIES = ("audio", "video")
 
 
@@ -101,9 +101,11 @@ def _save_tensors(module_or_sd, path: Path) -> None:
 
 def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
                 extractors: Optional[dict] = None, extractor_files: Optional[dict] = None,
-                task: Optional[dict] = None, provenance: Optional[dict] = None, name: str = "") -> Path:
+                task: Optional[dict] = None, provenance: Optional[dict] = None, name: str = "",
+                share_extractors: bool = False) -> Path:
     """Write a bundle folder. ``extractors`` are saved into it, unless ``extractor_files``
-    names an existing file (relative to ``out``) to share, e.g. ``../extractors/audio.safetensors``."""
+    names an existing file (relative to ``out``) to share, e.g. ``../extractors/audio.safetensors``,
+    or ``share_extractors`` refers to the files the extractors were loaded from."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if len(labels) != model.cfg.num_classes:
@@ -114,12 +116,14 @@ def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
            "provenance": provenance or {}}
     _save_tensors(model, out / "model.safetensors")
     write_labels(out / "labels.csv", labels)
-    extractors, extractor_files = extractors or {}, extractor_files or {}
+    extractors, extractor_files = extractors or {}, dict(extractor_files or {})
     for m in MODALITIES:
         if m not in extractors:
             cfg[f"{m}_extractor"] = None
             continue
         e = extractors[m]
+        if m not in extractor_files and getattr(e, "weights_path", None) is not None and share_extractors:
+            extractor_files[m] = os.path.relpath(e.weights_path, out.resolve())
         fname = extractor_files.get(m, f"{m}_extractor.safetensors")
         if m not in extractor_files:
             _save_tensors(e.net, out / fname)
@@ -156,8 +160,7 @@ def _load_strict(module: torch.nn.Module, path: Path, what: str) -> None:
     module.load_state_dict(sd, strict=True)
 
 
-def load_bundle(path, device="cpu") -> Bundle:
-    root = Path(path)
+def _read_config(root: Path, formats) -> dict:
     cfg_path = root / "config.json"
     if not cfg_path.is_file():
         raise BundleError(f"{root}: not a uavm bundle (no config.json)")
@@ -165,8 +168,59 @@ def load_bundle(path, device="cpu") -> Bundle:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{cfg_path}: not valid JSON ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise BundleError(f"{cfg_path}: not a uavm bundle config (format must be {FORMAT!r})")
+    if not isinstance(cfg, dict) or cfg.get("format") not in formats:
+        raise BundleError(f"{cfg_path}: not a uavm bundle config (format must be {' or '.join(map(repr, formats))})")
+    return cfg
+
+
+def _extractors(root: Path, cfg: dict) -> dict:
+    extractors = {}
+    for m in MODALITIES:
+        spec = cfg.get(f"{m}_extractor")
+        if not spec:
+            continue
+        try:
+            e = Extractor({**spec, "modality": m})
+        except Exception as err:
+            raise BundleError(f"{root / 'config.json'}: cannot build the {m} extractor ({err})") from None
+        e.weights_path = _resolve(root, spec.get("weights", ""))
+        _load_strict(e.net, e.weights_path, f"{m} extractor")
+        extractors[m] = e.eval()
+    return extractors
+
+
+def load_extractors(path, device="cpu") -> tuple[dict, Preprocessing]:
+    """The extractors and preprocessing of a bundle or of an extractor set
+    (a folder whose config.json has format "uavm-extractors")."""
+    root = Path(path)
+    cfg = _read_config(root, (FORMAT, EXTRACTORS_FORMAT))
+    try:
+        pre = Preprocessing.from_dict(cfg["preprocessing"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{root / 'config.json'}: bad preprocessing config ({e})") from None
+    return {m: e.to(device) for m, e in _extractors(root, cfg).items()}, pre
+
+
+def save_extractors(out, extractors: dict, preprocessing: Preprocessing, provenance: Optional[dict] = None) -> Path:
+    """An extractor set: the frozen extractors and their preprocessing, shared by bundles."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = {"format": EXTRACTORS_FORMAT, "version": VERSION, "preprocessing": preprocessing.to_dict(),
+           "provenance": provenance or {}}
+    for m in MODALITIES:
+        cfg[f"{m}_extractor"] = None
+        if m in extractors:
+            _save_tensors(extractors[m].net, out / f"{m}.safetensors")
+            cfg[f"{m}_extractor"] = {**{k: v for k, v in extractors[m].spec.items() if k != "weights"},
+                                     "weights": f"{m}.safetensors"}
+    _atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    return out
+
+
+def load_bundle(path, device="cpu") -> Bundle:
+    root = Path(path)
+    cfg_path = root / "config.json"
+    cfg = _read_config(root, (FORMAT,))
     if cfg.get("version") != VERSION:
         raise BundleError(f"{cfg_path}: bundle version {cfg.get('version')!r}, this uavm reads version {VERSION}")
     try:
@@ -181,20 +235,11 @@ def load_bundle(path, device="cpu") -> Bundle:
     labels = read_labels(_resolve(root, cfg.get("labels", "labels.csv")))
     if len(labels) != mcfg.num_classes:
         raise BundleError(f"{root}: {len(labels)} labels for a model with {mcfg.num_classes} classes")
-    extractors = {}
-    for m in MODALITIES:
-        spec = cfg.get(f"{m}_extractor")
-        if not spec:
-            continue
-        try:
-            e = Extractor({**spec, "modality": m})
-        except Exception as err:
-            raise BundleError(f"{cfg_path}: cannot build the {m} extractor ({err})") from None
-        _load_strict(e.net, _resolve(root, spec.get("weights", "")), f"{m} extractor")
+    extractors = _extractors(root, cfg)
+    for m, e in extractors.items():
         if e.dim != getattr(mcfg, f"{m}_dim"):
             raise BundleError(f"{cfg_path}: the {m} extractor gives {e.dim}-d features, the model takes "
                               f"{getattr(mcfg, f'{m}_dim')}")
-        extractors[m] = e
     model.eval()
     return Bundle(root, cfg, model, extractors, pre, labels).to(device)
 

@@ -68,7 +68,8 @@ def cmd_predict(a) -> int:
                     raise ValueError("nothing to predict from: both modalities are off")
                 pred = pipe.predict_features(af, vf)
             else:
-                pred = pipe.predict(clip, a.start, audio=not a.no_audio, video=not a.no_video)
+                pred = pipe.predict(clip, a.start, audio=not a.no_audio, video=not a.no_video,
+                                    mute=a.mute_audio, blank=a.blank_video)
         except (ValueError, RuntimeError, OSError) as e:
             failed += 1
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -132,6 +133,107 @@ def cmd_init(a) -> int:
     return 0
 
 
+def cmd_synth(a) -> int:
+    from .corpus import generate
+
+    out = generate(a.out, a.clips_per_class, a.seed, a.split, workers=a.workers)
+    print(f"wrote {out / 'clips.json'} and {out / 'labels.csv'}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .bundle import Label, load_extractors, read_labels, save_bundle
+    from .data import FeatureSet
+    from .features import Preprocessing
+    from .inference import pick_device
+    from .model import UAVM, ModelConfig
+    from .train import Recipe, Trainer, evaluate
+
+    import torch
+
+    labels = read_labels(a.labels)
+    dataset = a.dataset or ("audioset" if len(labels) == 527 else "vggsound")
+    if a.extractors:
+        extractors, pre = load_extractors(a.extractors)
+    else:
+        extractors, pre = {}, Preprocessing.for_dataset(dataset) if dataset in ("vggsound", "audioset") else Preprocessing()
+    train = FeatureSet(a.data, labels, pre.seq_len)
+    val = FeatureSet(a.val, labels, pre.seq_len) if a.val else None
+    loss = a.loss or ("bce" if dataset == "audioset" else "ce")
+    recipe = Recipe(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, lr_decay=a.lr_decay,
+                    lr_decay_start=a.lr_decay_start, audio_weight=a.audio_weight, mixup=a.mixup,
+                    label_smoothing=a.label_smoothing, time_shift=a.time_shift, balanced=not a.no_balanced,
+                    loss=loss, seed=a.seed)
+    torch.manual_seed(a.seed)
+    mcfg = ModelConfig(kind=a.kind, num_classes=len(labels), n_specific=a.n_specific, n_shared=a.n_shared,
+                       embed_dim=a.embed_dim, shared_dim=a.shared_dim, num_heads=a.num_heads, seq_len=pre.seq_len,
+                       audio_dim=train.dim("audio"), video_dim=train.dim("video"))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(a.device)
+    trainer = Trainer(UAVM(mcfg), train, recipe, val, out=out, device=device, progress=sys.stderr.isatty())
+    if (out / "checkpoint.pt").exists() and not a.restart:
+        trainer.resume(out / "checkpoint.pt")
+        print(f"resuming after epoch {trainer.epoch}")
+    history = trainer.fit()
+    final = evaluate(trainer.model, val, device) if val else None
+    save_bundle(out, trainer.model.cpu(), pre, labels, extractors=extractors, share_extractors=True,
+                task={"loss": loss, "dataset": dataset}, name=out.name,
+                provenance={"trained_on": str(a.data), "recipe": recipe.__dict__,
+                            "history": history.epochs, "val": final, "built_with": "uavm train"})
+    print(f"wrote bundle {out}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    import tempfile
+
+    from .bundle import load_bundle
+    from .data import FeatureSet, extract_features, read_datafile
+    from .inference import Pipeline
+    from .train import evaluate
+
+    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
+    entries, _ = read_datafile(a.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = a.data
+        if "afeat" not in entries[0]:  # a clip list: extract with the bundle's own extractors
+            src = extract_features(pipe, a.data, tmp, log=lambda m: _err(m))
+        data = FeatureSet(src, pipe.bundle.labels, pipe.pre.seq_len)
+        res = evaluate(pipe.bundle.model, data, pipe.device)
+    res = {"bundle": pipe.bundle.name, "clips": len(data), **res}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for m in ("audio", "video", "fused"):
+            v = res[m]
+            print(f"{m:5s}  " + ("-" if v is None else f"top-1 accuracy {100 * v['acc']:.2f}%  mAP {100 * v['mAP']:.2f}%"))
+    return 0
+
+
+def cmd_build_demo(a) -> int:
+    import tempfile
+
+    from . import demo
+
+    cfg = demo.DemoConfig.tiny() if a.tiny else demo.DemoConfig()
+    cfg.workers = a.workers
+    work = a.work or tempfile.mkdtemp(prefix="uavm-demo-")
+    r = demo.build(a.out, work, cfg)
+    print(json.dumps({k: r[k] for k in ("models", "timings_seconds", "total_seconds")}, indent=1))
+    return 0
+
+
+def cmd_app(a) -> int:
+    # the app sits above the library; it is imported only when asked for
+    try:
+        from app import main as app_main
+    except ImportError as e:
+        raise SystemExit(f"uavm: the app needs its extras: pip install -e '.[app]' ({e})")
+    app_main(a.app_args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uavm", description="UAVM: unified audio-visual model (Gong et al. 2022)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -144,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
     s.add_argument("--no-video", action="store_true", help="treat the video as missing")
     s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start (default 0)")
+    s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span (clip seconds)")
+    s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span")
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -171,6 +275,62 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="'all' or one of the release names (see uavm.official.RELEASE)")
     s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
     s.set_defaults(fn=cmd_download)
+
+    s = sub.add_parser("synth", help="generate the labelled audio-visual event corpus (uavm.corpus)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--clips-per-class", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--split", default="train", help="a name that also enters the clips' seeds")
+    s.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    s.set_defaults(fn=cmd_synth)
+
+    s = sub.add_parser("train", help="Algorithm 1 training on a feature data file (the released recipe)")
+    s.add_argument("--data", required=True, help="feature data file (JSON) or a folder with features.json")
+    s.add_argument("--val", help="validation feature data file, evaluated every epoch")
+    s.add_argument("--labels", required=True, help="label CSV: index,mid,display_name")
+    s.add_argument("--out", required=True, help="bundle folder; holds checkpoint.pt while training (resumed)")
+    s.add_argument("--extractors", help="bundle or extractor set whose extractors the bundle will use")
+    s.add_argument("--dataset", choices=["vggsound", "audioset", "other"])
+    s.add_argument("--kind", default="unified", choices=["unified", "independent", "cross_modal"])
+    s.add_argument("--n-specific", type=int, default=3, help="N")
+    s.add_argument("--n-shared", type=int, default=3, help="Ns")
+    s.add_argument("--embed-dim", type=int, default=1024)
+    s.add_argument("--shared-dim", type=int, default=1024, help="S_dim")
+    s.add_argument("--num-heads", type=int, default=4)
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=144)
+    s.add_argument("--lr", type=float, default=5e-5)
+    s.add_argument("--lr-decay", type=float, default=0.5)
+    s.add_argument("--lr-decay-start", type=int, default=1)
+    s.add_argument("--audio-weight", type=float, default=0.5, help="lambda_MT")
+    s.add_argument("--mixup", type=float, default=0.5)
+    s.add_argument("--label-smoothing", type=float, default=0.1)
+    s.add_argument("--time-shift", type=int, default=15)
+    s.add_argument("--no-balanced", action="store_true")
+    s.add_argument("--loss", choices=["ce", "bce"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="audio-only, video-only and fused accuracy and mAP")
+    s.add_argument("--bundle")
+    s.add_argument("--data", required=True, help="feature data file, clip list, or a folder with either")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("build-demo", help="rebuild the embedded demo models and examples from scratch")
+    s.add_argument("--out", default=str(WEIGHTS))
+    s.add_argument("--work", help="scratch folder for corpora and features (default: a new temp folder)")
+    s.add_argument("--tiny", action="store_true", help="a seconds-long run of the same recipe (for tests)")
+    s.add_argument("--workers", type=int, default=0)
+    s.set_defaults(fn=cmd_build_demo)
+
+    s = sub.add_parser("app", help="launch the browser app (options: --bundle DIR --host --port --share --device)",
+                       add_help=False)
+    s.add_argument("app_args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_app)
 
     s = sub.add_parser("init", help="write a randomly initialised bundle (for tests and benchmarks)")
     s.add_argument("--out", required=True)

@@ -64,15 +64,41 @@ class Prediction:
         return d
 
 
-class Pipeline:
-    """A loaded bundle on a device, from a clip (or features) to a Prediction."""
+def window_span(span, start: float, seconds: float):
+    """(from, to) in clip seconds -> the same span relative to the window, clipped; None if empty."""
+    if not span:
+        return None
+    a, b = sorted(float(x) for x in span)
+    a, b = max(a - start, 0.0), min(b - start, seconds)
+    return (a, b) if b > a else None
 
-    def __init__(self, bundle: Bundle, device: str = "auto"):
-        self.device = pick_device(device)
-        self.bundle = bundle.to(self.device)
-        self.pre = bundle.preprocessing
 
-    # -- clip -> features -------------------------------------------------------------
+def span_mask(n: int, rate: float, span) -> np.ndarray:
+    """Which of n samples (at ``rate`` per second from the window start) fall in the span."""
+    t = np.arange(n) / rate
+    return (t >= span[0]) & (t < span[1]) if span else np.zeros(n, bool)
+
+
+def apply_spans(wav, frames, pre, start: float, mute=None, blank=None):
+    """Silence the muted span of the waveform and black out the frames in the blanked span."""
+    mute, blank = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
+    if wav is not None and mute:
+        wav = np.where(span_mask(len(wav), pre.audio.sample_rate, mute), 0, wav).astype(wav.dtype)
+    if frames is not None and blank and len(frames):
+        frames = frames.copy()
+        frames[span_mask(len(frames), pre.video.fps, blank)] = 0
+    return wav, frames
+
+
+class FeatureExtractor:
+    """Extractors + their preprocessing on a device: clip -> raw (T, D) features."""
+
+    def __init__(self, extractors: dict, preprocessing, device="auto", name: str = "bundle"):
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.extractors = {m: e.to(self.device).eval() for m, e in extractors.items()}
+        self.pre = preprocessing
+        self.name = name
+
     def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True):
         """-> (waveform or None, frames or None, missing)."""
         if start < 0:
@@ -99,9 +125,9 @@ class Pipeline:
         return wav, frames, missing
 
     def _extractor(self, m: str):
-        e = self.bundle.extractors.get(m)
+        e = self.extractors.get(m)
         if e is None:
-            raise RuntimeError(f"bundle {self.bundle.name} has no {m} feature extractor "
+            raise RuntimeError(f"{self.name} has no {m} feature extractor "
                                f"(import one with --{m}-extractor, or predict from features)")
         return e
 
@@ -111,11 +137,22 @@ class Pipeline:
     def video_features(self, frames: np.ndarray) -> np.ndarray:
         return video_features(self._extractor("video"), frames, self.pre, self.device)
 
-    def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True) -> Features:
+    def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
+                 mute=None, blank=None) -> Features:
+        """``mute`` / ``blank``: (from, to) seconds of the clip to silence / turn black."""
         wav, frames, missing = self.decode(path, start, audio, video)
+        wav, frames = apply_spans(wav, frames, self.pre, start, mute, blank)
         a = self.audio_features(wav) if wav is not None else None
         v = self.video_features(frames) if frames is not None else None
         return Features(a, v, missing)
+
+
+class Pipeline(FeatureExtractor):
+    """A loaded bundle on a device, from a clip (or features) to a Prediction."""
+
+    def __init__(self, bundle: Bundle, device: str = "auto"):
+        super().__init__(bundle.extractors, bundle.preprocessing, device, f"bundle {bundle.name}")
+        self.bundle = bundle.to(self.device)
 
     # -- features -> prediction -------------------------------------------------------
     @torch.no_grad()
@@ -145,8 +182,9 @@ class Pipeline:
             attention["joint"] = torch.stack([a[0] for a in out.joint.attention]).float().cpu().numpy()
         return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, dict(missing or {}))
 
-    def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True) -> Prediction:
-        f = self.features(path, start, audio, video)
+    def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
+                mute=None, blank=None) -> Prediction:
+        f = self.features(path, start, audio, video, mute, blank)
         if f.audio is None and f.video is None:
             raise ValueError(f"{path}: nothing left to predict from ({'; '.join(f'{k}: {v}' for k, v in f.missing.items())})")
         return self.predict_features(f.audio, f.video, f.missing)

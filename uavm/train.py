@@ -1,0 +1,210 @@
+"""Algorithm 1 training with the authors' released recipe (official-release.md):
+one modality per step (audio with probability lambda_MT), mixup, label smoothing,
+random time shift, balanced sampling, Adam (0.95, 0.999), weight decay 5e-7, the
+learning rate halved every epoch after the first; CE (single-label) or BCE
+(multi-label). The cross-modal baseline sees both modalities every step.
+
+All randomness comes from one seeded generator in the main process, so a run is
+reproducible on the CPU and resumes exactly from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import FeatureSet, metrics, write_json_atomic
+from .model import UAVM, ModelConfig
+
+
+@dataclass
+class Recipe:
+    """The released VGGSound recipe by default (AudioSet: lr 1e-5, loss bce)."""
+
+    epochs: int = 10
+    batch_size: int = 144
+    lr: float = 5e-5
+    lr_decay: float = 0.5
+    lr_decay_start: int = 1  # epochs at the full rate before halving begins
+    betas: tuple = (0.95, 0.999)
+    weight_decay: float = 5e-7
+    audio_weight: float = 0.5  # lambda_MT: the chance that a step trains on audio
+    mixup: float = 0.5
+    mixup_alpha: float = 10.0
+    label_smoothing: float = 0.1
+    time_shift: int = 15  # roll both modalities by the same integer in [-shift, shift)
+    balanced: bool = True
+    loss: str = "ce"
+    seed: int = 0
+
+    def lr_at(self, epoch: int) -> float:  # epoch counts from 1
+        return self.lr * self.lr_decay ** max(0, epoch - self.lr_decay_start)
+
+
+@dataclass
+class History:
+    epochs: list = field(default_factory=list)  # one dict per epoch: lr, loss, audio/video/fused metrics
+
+
+def smooth_targets(y: np.ndarray, eps: float, partner: Optional[np.ndarray] = None, lam=None) -> np.ndarray:
+    """eps / classes everywhere; positives set to 1 - eps, or with mixup lam * (1 - eps)
+    and (1 - lam) * (1 - eps) added for the two samples' positives."""
+    t = np.full(y.shape, eps / y.shape[1], np.float32)
+    if partner is None:
+        return np.where(y > 0, 1 - eps, t).astype(np.float32)
+    lam = lam[:, None]
+    return (t + lam * (1 - eps) * (y > 0) + (1 - lam) * (1 - eps) * (partner > 0)).astype(np.float32)
+
+
+def sample_weights(y: np.ndarray) -> np.ndarray:
+    """Balanced sampling: a sample's weight is the sum over its labels of 1000 / (count + 0.01)."""
+    w = (y > 0) @ (1000.0 / (y.sum(0) + 0.01))
+    return w / w.sum()
+
+
+class Trainer:
+    def __init__(self, model: UAVM, train: FeatureSet, recipe: Recipe, val: Optional[FeatureSet] = None,
+                 out: Optional[Path] = None, device="cpu", progress: bool = False, log=print):
+        self.model, self.train, self.val, self.r = model.to(device), train, val, recipe
+        self.out, self.device, self.progress, self.log = Path(out) if out else None, device, progress, log
+        self.opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=tuple(recipe.betas),
+                                    weight_decay=recipe.weight_decay)
+        self.rng = np.random.default_rng(recipe.seed)
+        self.epoch, self.history = 0, History()
+        self.p = sample_weights(train.y) if recipe.balanced else None
+
+    # -- one step of Algorithm 1 -----------------------------------------------------------
+    def _batch(self, idx: np.ndarray):
+        r, rng, n = self.r, self.rng, len(self.train)
+        if self.model.cfg.kind == "cross_modal":
+            mods = ("audio", "video")
+        else:
+            mods = ("audio",) if rng.random() < r.audio_weight else ("video",)
+        mix = rng.random(len(idx)) < r.mixup
+        partner = rng.integers(0, n, len(idx))
+        lam = np.where(mix, rng.beta(r.mixup_alpha, r.mixup_alpha, len(idx)), 1.0).astype(np.float32)
+        shift = rng.integers(-r.time_shift, r.time_shift, len(idx)) if r.time_shift else np.zeros(len(idx), int)
+        y = self.train.y[idx]
+        t = np.where(mix[:, None], smooth_targets(y, r.label_smoothing, self.train.y[partner], lam),
+                     smooth_targets(y, r.label_smoothing))
+        xs = {}
+        for m in mods:
+            x = self.train.get(idx, m)
+            if mix.any():
+                l = torch.as_tensor(lam)[:, None, None]
+                x = torch.where(torch.as_tensor(mix)[:, None, None], l * x + (1 - l) * self.train.get(partner, m), x)
+            xs[m] = torch.stack([torch.roll(x[i], int(shift[i]), 0) for i in range(len(idx))])
+        return xs, torch.as_tensor(t)
+
+    def _loss(self, logits, t):
+        if self.r.loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, t)
+        return torch.sum(-t * F.log_softmax(logits, -1), -1).mean()
+
+    def fit(self) -> History:
+        r = self.r
+        n = len(self.train)
+        steps = max(n // r.batch_size, 1)
+        while self.epoch < r.epochs:
+            self.epoch += 1
+            lr = r.lr_at(self.epoch)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            self.model.train()
+            order = self.rng.choice(n, n, replace=True, p=self.p) if self.p is not None else self.rng.permutation(n)
+            bar = _bar(steps, f"epoch {self.epoch}/{r.epochs}", self.progress)
+            losses, t0 = [], time.time()
+            for s in range(steps):
+                xs, t = self._batch(order[s * r.batch_size:(s + 1) * r.batch_size])
+                out = self.model(**{m: x.to(self.device) for m, x in xs.items()})
+                loss = self._loss(out.fused, t.to(self.device))
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                losses.append(loss.item())
+                bar(s + 1, f"loss {np.mean(losses):.4f}")
+            rec = {"epoch": self.epoch, "lr": lr, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
+            if self.val is not None:
+                rec.update(evaluate(self.model, self.val, self.device))
+            self.history.epochs.append(rec)
+            self.log(format_epoch(rec))
+            if self.out is not None:
+                self.save_checkpoint()
+        return self.history
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "epoch": self.epoch,
+                "rng": json.dumps(self.rng.bit_generator.state), "history": json.dumps(self.history.epochs),
+                "recipe": json.dumps(asdict(self.r)), "config": json.dumps(self.model.cfg.to_dict())}
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / "checkpoint.pt"
+        tmp = path.with_name(".checkpoint.pt.tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint
+        return path
+
+    def resume(self, path) -> None:
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        if json.loads(s["config"]) != self.model.cfg.to_dict():
+            raise ValueError(f"{path}: the checkpoint is of another architecture; remove it or change --out")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        self.epoch = int(s["epoch"])
+        self.rng.bit_generator.state = json.loads(s["rng"])
+        self.history.epochs = json.loads(s["history"])
+
+
+@torch.no_grad()
+def predict_set(model: UAVM, data: FeatureSet, device="cpu", batch_size: int = 256) -> dict:
+    """Logits for every entry: audio-only, video-only (None for cross-modal) and fused."""
+    model.eval()
+    outs = {"audio": [], "video": [], "fused": []}
+    for i in range(0, len(data), batch_size):
+        idx = np.arange(i, min(i + batch_size, len(data)))
+        a, v = data.get(idx, "audio").to(device), data.get(idx, "video").to(device)
+        if model.cfg.kind == "cross_modal":
+            outs["fused"].append(model(a, v).fused)
+            continue
+        la, lv = model(audio=a).fused, model(video=v).fused
+        outs["audio"].append(la)
+        outs["video"].append(lv)
+        outs["fused"].append((la + lv) / 2)
+    return {k: torch.cat(v).float().cpu().numpy() if v else None for k, v in outs.items()}
+
+
+def evaluate(model: UAVM, data: FeatureSet, device="cpu") -> dict:
+    """{"audio": {"acc", "mAP"}, "video": ..., "fused": ...}; scores are sigmoids, as the authors'."""
+    logits = predict_set(model, data, device)
+    return {k: (metrics(torch.sigmoid(torch.as_tensor(z)).numpy(), data.y) if z is not None else None)
+            for k, z in logits.items()}
+
+
+def format_epoch(rec: dict) -> str:
+    parts = [f"epoch {rec['epoch']}", f"lr {rec['lr']:.2e}", f"loss {rec['loss']:.4f}"]
+    for m in ("audio", "video", "fused"):
+        if rec.get(m):
+            parts.append(f"{m} acc {100 * rec[m]['acc']:.1f} mAP {100 * rec[m]['mAP']:.1f}")
+    return " | ".join(parts)
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return lambda i, msg="": None
+    width = 30
+
+    def show(i, msg=""):
+        done = int(width * i / total)
+        print(f"\r{desc} [{'#' * done}{'.' * (width - done)}] {i}/{total} {msg}", end="" if i < total else "\n",
+              file=sys.stderr, flush=True)
+    return show
