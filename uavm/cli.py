@@ -224,13 +224,13 @@ def cmd_build_demo(a) -> int:
     return 0
 
 
-def cmd_app(a) -> int:
+def cmd_app(args: list) -> int:
     # the app sits above the library; it is imported only when asked for
     try:
         from app import main as app_main
     except ImportError as e:
         raise SystemExit(f"uavm: the app needs its extras: pip install -e '.[app]' ({e})")
-    app_main(a.app_args)
+    app_main(args)
     return 0
 
 
@@ -327,10 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=0)
     s.set_defaults(fn=cmd_build_demo)
 
-    s = sub.add_parser("app", help="launch the browser app (options: --bundle DIR --host --port --share --device)",
-                       add_help=False)
-    s.add_argument("app_args", nargs=argparse.REMAINDER)
-    s.set_defaults(fn=cmd_app)
+    sub.add_parser("app", help="launch the browser app (uavm app --help)", add_help=False)
 
     s = sub.add_parser("init", help="write a randomly initialised bundle (for tests and benchmarks)")
     s.add_argument("--out", required=True)
@@ -341,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["app"]:  # the app parses its own options
+        return cmd_app(argv[1:])
     a = build_parser().parse_args(argv)
     from .bundle import BundleError
     from .official import CheckpointError

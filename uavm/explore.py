@@ -1,0 +1,137 @@
+"""The missing-modality explorer's logic (the app only draws it).
+
+One clip window is decoded once and its features extracted once; what the user
+changes afterwards reuses them, keyed by content:
+
+* turning a modality off or on, or picking another layer: no decoding, no extraction,
+  only the Transformer runs;
+* muting an audio span: the audio features of that waveform are computed (and kept);
+* blanking a video span: frames are independent, so only the black frame's feature
+  is ever computed, once per frame size, and spliced in.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .inference import Pipeline, Prediction, apply_spans, span_mask, window_span
+
+
+def file_digest(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+class LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def get_or(self, key, make):
+        if key in self:
+            self.move_to_end(key)
+            return self[key], True
+        value = make()
+        self[key] = value
+        while len(self) > self.size:
+            self.popitem(last=False)
+        return value, False
+
+
+Span = Optional[tuple]  # (start, end) in seconds of the clip, or None
+
+
+@dataclass
+class Analysis:
+    prediction: Optional[Prediction]
+    start: float
+    seconds: float
+    waveform: Optional[np.ndarray]  # the window as the model heard it (muted span silenced)
+    frames: Optional[np.ndarray]  # the 3 fps frames as the model saw them (blanked span black)
+    missing: dict
+    timings_ms: dict = field(default_factory=dict)
+    reused: list = field(default_factory=list)  # which cached stages were reused
+    error: Optional[str] = None
+
+
+class Explorer:
+    def __init__(self, pipeline: Pipeline, cache_size: int = 16):
+        self.pipe = pipeline
+        self.decoded = LRU(cache_size)
+        self.audio_feats = LRU(cache_size * 4)
+        self.video_feats = LRU(cache_size)
+        self.black = {}
+
+    def run(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
+            mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None) -> Analysis:
+        """``progress(fraction, message)`` hears about the slow stages when they run."""
+        t0 = time.perf_counter()
+        say = progress or (lambda f, msg: None)
+        timings, reused = {}, []
+        pre = self.pipe.pre
+        secs = pre.clip_seconds
+        key = (digest or file_digest(path), round(float(start), 3))
+        # decode every stream the file has, once; on/off switches only choose among them
+        if key not in self.decoded:
+            say(0.05, "decoding the clip")
+        (wav, frames, missing), hit = self.decoded.get_or(key, lambda: self.pipe.decode(path, start))
+        (reused.append("decode") if hit else None)
+        timings["decode"] = (time.perf_counter() - t0) * 1000
+        missing = {m: why for m, why in missing.items()}
+        mute_w, blank_w = window_span(mute, start, secs), window_span(blank, start, secs)
+
+        feats = {}
+        if wav is not None:
+            t = time.perf_counter()
+            wav = apply_spans(wav, None, pre, start, mute)[0]
+            if audio:
+                if key + (mute_w,) not in self.audio_feats:
+                    say(0.3, "audio features (fbank + ConvNeXt)")
+                feats["audio"], hit = self.audio_feats.get_or(key + (mute_w,), lambda: self.pipe.audio_features(wav))
+                (reused.append("audio features") if hit else None)
+            timings["audio features"] = (time.perf_counter() - t) * 1000
+        if frames is not None:
+            t = time.perf_counter()
+            if key not in self.video_feats:
+                say(0.6, "video features (ConvNeXt on each frame)")
+            base, hit = self.video_feats.get_or(key, lambda: self.pipe.video_features(frames))
+            (reused.append("video features") if hit else None)
+            if blank_w and len(frames):
+                # frames are independent: splice in the black frame's feature
+                sel = span_mask(len(frames), pre.video.fps, blank_w)
+                frames = apply_spans(None, frames, pre, start, None, blank)[1]
+                base = base.copy()
+                base[sel] = self._black_feature(frames.shape[1:])
+            if video:
+                feats["video"] = base
+            timings["video features"] = (time.perf_counter() - t) * 1000
+        if not audio and "audio" not in missing:
+            missing["audio"] = "turned off"
+        if not video and "video" not in missing:
+            missing["video"] = "turned off"
+
+        t = time.perf_counter()
+        pred, err = None, None
+        if not feats:
+            err = "nothing to predict from: " + "; ".join(f"{m} {why}" for m, why in missing.items())
+        else:
+            try:
+                pred = self.pipe.predict_features(feats.get("audio"), feats.get("video"), missing)
+            except ValueError as e:  # e.g. the cross-modal model with one modality off
+                err = str(e)
+        timings["model"] = (time.perf_counter() - t) * 1000
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        return Analysis(pred, float(start), secs, wav, frames, missing, timings, reused, err)
+
+    def _black_feature(self, shape) -> np.ndarray:
+        if shape not in self.black:
+            self.black[shape] = self.pipe.video_features(np.zeros((1, *shape), np.uint8))[0]
+        return self.black[shape]
