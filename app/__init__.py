@@ -142,7 +142,8 @@ def build_app(bundles: dict, device: str = "auto") -> gr.Blocks:
             raise gr.Error(str(e))
         return gr.Slider(visible=d > 10.5, maximum=max(d - 1, 0), value=0)
 
-    with gr.Blocks(title="UAVM explorer") as demo:
+    # uploads older than an hour are removed every 10 minutes
+    with gr.Blocks(title="UAVM explorer", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# UAVM: what does each modality say?\n"
                     "The Unified Audio-Visual Model (Gong et al., 2022) runs one pass per modality through shared "
                     "layers; the fused prediction is the mean of the two. Mute the audio or blank the video — "

@@ -1,10 +1,23 @@
-"""UAVM: the Unified Audio-Visual Model (Gong, Liu, Rouditchenko, Glass; IEEE SPL 2022)."""
-from .bundle import Bundle, BundleError, load_bundle, random_bundle, save_bundle
-from .features import Preprocessing
-from .inference import Features, Pipeline, Prediction
-from .media import MediaError
-from .model import UAVM, ModelConfig
+"""UAVM: the Unified Audio-Visual Model (Gong, Liu, Rouditchenko, Glass; IEEE SPL 2022).
 
-__all__ = ["Bundle", "BundleError", "Features", "MediaError", "ModelConfig", "Pipeline", "Prediction",
-           "Preprocessing", "UAVM", "load_bundle", "random_bundle", "save_bundle"]
+Names are imported on first use, so that ``import uavm.media`` (the decoder processes)
+does not load torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "Bundle": "bundle", "BundleError": "bundle", "load_bundle": "bundle", "random_bundle": "bundle",
+    "save_bundle": "bundle", "Preprocessing": "features", "Features": "inference", "Pipeline": "inference",
+    "Prediction": "inference", "MediaError": "media", "UAVM": "model", "ModelConfig": "model",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    try:
+        return importlib.import_module(f".{name}", __name__)  # submodules: uavm.corpus, uavm.media, ...
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'uavm' has no attribute {name!r}") from None

@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_build_demo)
 
     sub.add_parser("app", help="launch the browser app (uavm app --help)", add_help=False)
+    sub.add_parser("soak", help="load-test a fresh app on loopback and report memory (uavm soak --help)",
+                   add_help=False)
 
     s = sub.add_parser("init", help="write a randomly initialised bundle (for tests and benchmarks)")
     s.add_argument("--out", required=True)
@@ -341,6 +343,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["app"]:  # the app parses its own options
         return cmd_app(argv[1:])
+    if argv[:1] == ["soak"]:
+        from .soak import main as soak_main
+
+        return soak_main(argv[1:])
     a = build_parser().parse_args(argv)
     from .bundle import BundleError
     from .official import CheckpointError

@@ -98,31 +98,26 @@ class FeatureExtractor:
         self.extractors = {m: e.to(self.device).eval() for m, e in extractors.items()}
         self.pre = preprocessing
         self.name = name
+        self.limits = media.Limits.from_env()
 
     def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True):
-        """-> (waveform or None, frames or None, missing)."""
+        """-> (waveform or None, frames or None, missing). The file is decoded in a child
+        process within ``self.limits`` (see ``uavm.media.Limits``)."""
         if start < 0:
             raise ValueError("start offset must be >= 0 seconds")
-        info = media.probe(path)
-        if not (info.has_audio or info.has_video):
-            raise media.MediaError(f"{path}: has neither an audio nor a video stream")
+        pre = self.pre
+        w = media.decode_window(path, start, pre.clip_seconds, pre.audio.sample_rate, pre.video.fps,
+                                pre.video.short_side, audio, video, self.limits)
+        info = w.info
         if info.duration is not None and start >= info.duration and start > 0:
             raise ValueError(f"{path}: start offset {start:g} s is past the end of the clip ({info.duration:.2f} s)")
-        missing, wav, frames = {}, None, None
-        secs = self.pre.clip_seconds
-        if not audio:
-            missing["audio"] = "turned off"
-        elif not info.has_audio:
-            missing["audio"] = "the file has no audio stream"
-        else:
-            wav = media.load_audio(path, self.pre.audio.sample_rate, start, secs)
-        if not video:
-            missing["video"] = "turned off"
-        elif not info.has_video:
-            missing["video"] = "the file has no video stream"
-        else:
-            frames = media.load_frames(path, self.pre.video.fps, self.pre.video.short_side, start, secs)
-        return wav, frames, missing
+        missing = {}
+        for m, wanted, has in (("audio", audio, info.has_audio), ("video", video, info.has_video)):
+            if not wanted:
+                missing[m] = "turned off"
+            elif not has:
+                missing[m] = f"the file has no {m} stream"
+        return w.wav, w.frames, missing
 
     def _extractor(self, m: str):
         e = self.extractors.get(m)

@@ -8,6 +8,8 @@ picked as ffmpeg's ``fps`` filter picks them (see ``sample_times``).
 from __future__ import annotations
 
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -27,6 +29,10 @@ class MediaInfo:
     has_video: bool
     width: int = 0
     height: int = 0
+    rotation: int = 0  # degrees, counter-clockwise, from the display matrix
+    codec: str = ""
+    streams: int = 0
+    size_bytes: int = 0
 
 
 def _open(path):
@@ -53,9 +59,19 @@ def probe(path) -> MediaInfo:
             dur = c.duration / 1_000_000
         elif v is not None and v.duration is not None and v.time_base is not None:
             dur = float(v.duration * v.time_base)
+        rot = 0
+        if v is not None:
+            try:
+                for f in c.decode(v):  # the first frame carries the display matrix
+                    rot = int(round(f.rotation or 0)) % 360
+                    break
+            except Exception:
+                pass
         return MediaInfo(str(path), dur, bool(c.streams.audio), v is not None,
                          v.codec_context.width if v is not None else 0,
-                         v.codec_context.height if v is not None else 0)
+                         v.codec_context.height if v is not None else 0,
+                         rot, v.codec_context.name if v is not None else "", len(c.streams),
+                         Path(path).stat().st_size)
 
 
 def load_audio(path, sample_rate: int = 16000, start: float = 0.0, seconds: float = 10.0) -> Optional[np.ndarray]:
@@ -127,12 +143,74 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def load_frames(path, fps: float = 3.0, short_side: int = 224, start: float = 0.0,
                 seconds: float = 10.0) -> Optional[np.ndarray]:
-    """(K, H, W, 3) uint8 RGB frames sampled at ``fps`` over the window, or None if no video."""
+    """(K, H, W, 3) uint8 RGB frames sampled at ``fps`` over the window, or None if no video.
+
+    decord first (its resize is the one the released features were made with); PyAV for
+    what decord cannot read or shows wrongly (AV1, rotated phone videos, broken indexes)."""
     info = probe(path)
     if not info.has_video:
         return None
     if info.width <= 0 or info.height <= 0:
         raise MediaError(f"{path}: the video stream has no frame size")
+    if info.rotation % 360 == 0 and info.codec not in DECORD_CANNOT:
+        try:
+            return _frames_decord(path, info, fps, short_side, start, seconds)
+        except MediaError:
+            pass
+    return _frames_pyav(path, info, fps, short_side, start, seconds)
+
+
+DECORD_CANNOT = {"av1", "libdav1d", "libaom-av1"}
+
+
+def _frames_pyav(path, info, fps, short_side, start, seconds) -> np.ndarray:
+    """Stream the frames once, keeping for each output time the last frame before it
+    (the same rule as ``sample_times``), resized with FFmpeg's bicubic scaler, rotation applied."""
+    import av
+
+    rot = info.rotation % 360
+    w0, h0 = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
+    w, h = scaled_size(w0, h0, short_side)
+    k0, n = int(round(start * fps)), int(math.ceil(seconds * fps - 1e-9))
+    out, last, t0, step = [], None, None, 0.0
+    try:
+        with _open(path) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            for f in c.decode(s):
+                t = f.time if f.time is not None else (0.0 if last is None else last[0] + 1 / 30)
+                t0 = t if t0 is None else t0
+                t -= t0
+                while len(out) < n and t >= (k0 + len(out) + 0.5) / fps - 1e-6:
+                    if last is None:  # no frame before this output yet: ffmpeg repeats the first
+                        last = (t, f)
+                    out.append(_rgb(last[1], w, h, rot))
+                if len(out) >= n:
+                    break
+                step = t - last[0] if last is not None and t > last[0] else step if last is not None else 0.0
+                last = (t, f)
+            else:  # the stream ended: outputs until its end (last frame + its duration) take its last frame
+                if last is not None:
+                    dur = float(last[1].duration * last[1].time_base) if last[1].duration else step
+                    end = last[0] + (dur or 1 / 30)
+                    while len(out) < n and (k0 + len(out)) / fps < end - 1e-9:
+                        out.append(_rgb(last[1], w, h, rot))
+    except av.error.FFmpegError as e:
+        if not out:
+            raise MediaError(f"{path}: the video stream cannot be decoded ({type(e).__name__})") from None
+    return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
+
+
+def _rgb(frame, w, h, rot) -> np.ndarray:
+    if rot in (90, 270):  # resize to the pre-rotation shape, then turn upright
+        img = frame.to_ndarray(width=h, height=w, format="rgb24", interpolation="BICUBIC")
+    else:
+        img = frame.to_ndarray(width=w, height=h, format="rgb24", interpolation="BICUBIC")
+    # display-matrix rotation is counter-clockwise
+    return np.ascontiguousarray(np.rot90(img, k=rot // 90)) if rot else img
+
+
+def _frames_decord(path, info, fps, short_side, start, seconds) -> np.ndarray:
     import decord
 
     w, h = scaled_size(info.width, info.height, short_side)
@@ -147,6 +225,146 @@ def load_frames(path, fps: float = 3.0, short_side: int = 224, start: float = 0.
         if len(idx) == 0:
             return np.zeros((0, h, w, 3), np.uint8)
         frames = vr.get_batch(list(idx)).asnumpy()
-    except decord.DECORDError as e:
+    except Exception as e:  # decord raises its own and generic errors; PyAV gets a second try
         raise MediaError(f"{path}: the video stream cannot be decoded ({str(e).splitlines()[0][:120]})") from None
     return frames
+
+
+# -- untrusted files: limits, and decoding where a crash cannot take the caller down --------
+@dataclass
+class Limits:
+    """What a file may ask of us. Only the analysed window is ever decoded."""
+
+    max_bytes: int = 4 << 30  # 4 GiB
+    max_width: int = 8192  # 8K (7680 x 4320) passes, anything larger is refused
+    max_height: int = 8192
+    max_streams: int = 32
+    timeout_s: float = 120.0  # one window's decode
+    memory_mb: int = 6144  # address-space cap of the decoding process
+    isolate: bool = True  # decode in a child process
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        """Defaults, overridden by UAVM_MAX_FILE_MB, UAVM_MAX_SIDE, UAVM_DECODE_TIMEOUT,
+        UAVM_DECODE_MEMORY_MB and UAVM_DECODE_ISOLATE=0."""
+        import os
+
+        env, lim = os.environ, cls()
+        if "UAVM_MAX_FILE_MB" in env:
+            lim.max_bytes = int(float(env["UAVM_MAX_FILE_MB"]) * 2**20)
+        if "UAVM_MAX_SIDE" in env:
+            lim.max_width = lim.max_height = int(env["UAVM_MAX_SIDE"])
+        if "UAVM_DECODE_TIMEOUT" in env:
+            lim.timeout_s = float(env["UAVM_DECODE_TIMEOUT"])
+        if "UAVM_DECODE_MEMORY_MB" in env:
+            lim.memory_mb = int(env["UAVM_DECODE_MEMORY_MB"])
+        if env.get("UAVM_DECODE_ISOLATE") == "0":
+            lim.isolate = False
+        return lim
+
+
+def check(info: MediaInfo, limits: Limits) -> None:
+    if info.size_bytes > limits.max_bytes:
+        raise MediaError(f"{info.path}: the file is {info.size_bytes / 2**20:.0f} MiB, over the "
+                         f"{limits.max_bytes / 2**20:.0f} MiB limit")
+    if info.streams > limits.max_streams:
+        raise MediaError(f"{info.path}: {info.streams} streams, over the limit of {limits.max_streams}")
+    if info.has_video and (info.width > limits.max_width or info.height > limits.max_height):
+        raise MediaError(f"{info.path}: the video is {info.width}x{info.height}, over the "
+                         f"{limits.max_width}x{limits.max_height} limit")
+
+
+@dataclass
+class Window:
+    info: MediaInfo
+    wav: Optional[np.ndarray]
+    frames: Optional[np.ndarray]
+
+
+def read_window(path, start: float, seconds: float, sample_rate: int, fps: float, short_side: int,
+                audio: bool = True, video: bool = True, limits: Limits = Limits()) -> Window:
+    """Probe, check the limits, and decode the window's audio and frames (in this process)."""
+    info = probe(path)
+    check(info, limits)
+    if not (info.has_audio or info.has_video):
+        raise MediaError(f"{path}: has neither an audio nor a video stream")
+    wav = load_audio(path, sample_rate, start, seconds) if audio and info.has_audio else None
+    frames = load_frames(path, fps, short_side, start, seconds) if video and info.has_video else None
+    return Window(info, wav, frames)
+
+
+def _vsz_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child(conn, args, kwargs, memory_mb):
+    try:
+        import resource
+
+        cap = max(memory_mb << 20, int(_vsz_mb() * 2**20) + (256 << 20))  # never below what is mapped + 256 MiB
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    except (ImportError, ValueError, OSError):
+        pass
+    if os.environ.get("UAVM_DECODE_DEBUG"):
+        print(f"decoder {os.getpid()}: {_vsz_mb():.0f} MiB mapped before the cap", file=sys.stderr)
+    try:
+        conn.send(("ok", read_window(*args, **kwargs)))
+    except MediaError as e:
+        conn.send(("media", str(e)))
+    except MemoryError:
+        conn.send(("media", f"{args[0]}: decoding needed more than {memory_mb} MiB"))
+    except BaseException as e:  # anything else is still the file's problem, said in one line
+        conn.send(("media", f"{args[0]}: cannot be decoded ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"))
+    finally:
+        conn.close()
+
+
+_CTX = None
+
+
+def _context():
+    global _CTX
+    if _CTX is None:
+        import multiprocessing as mp
+
+        # forkserver: a clean, small parent to fork decoders from (no threads, no model)
+        _CTX = mp.get_context("forkserver")
+        # the libraries are mapped before the child caps its address space
+        _CTX.set_forkserver_preload(["uavm.media", "av", "decord"])
+    return _CTX
+
+
+def decode_window(path, start: float, seconds: float, sample_rate: int, fps: float, short_side: int,
+                  audio: bool = True, video: bool = True, limits: Limits = Limits()) -> Window:
+    """``read_window`` in a child process with a time limit and a memory cap: a decoder
+    that crashes, hangs or balloons on a hostile file costs that file only."""
+    if not limits.isolate:
+        return read_window(path, start, seconds, sample_rate, fps, short_side, audio, video, limits)
+    p = Path(path)
+    if not p.is_file():  # cheap refusals need no process
+        raise MediaError(f"{path}: no such file" if not p.exists() else f"{path}: not a regular file")
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, daemon=True,
+                       args=(child, (str(path), start, seconds, sample_rate, fps, short_side, audio, video),
+                             {"limits": limits}, limits.memory_mb))
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(limits.timeout_s):
+            raise MediaError(f"{path}: decoding took longer than {limits.timeout_s:g} s and was stopped")
+        kind, value = parent.recv()
+    except EOFError:
+        proc.join(5)
+        code = proc.exitcode
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        raise MediaError(f"{path}: the decoder crashed on this file ({why})") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+    if kind != "ok":
+        raise MediaError(value)
+    return value

@@ -1,0 +1,111 @@
+"""`uavm soak`: start the app, send it many sequential and concurrent requests, check
+every answer, and report the server's memory (not a test: it prints figures)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def _rss_mb(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 5, log=print) -> dict:
+    from gradio_client import Client, handle_file
+
+    port = _free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(port), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("the app exited at start-up")
+                time.sleep(0.25)
+        client = Client(url, verbose=False)
+        settings = [dict(), dict(audio_on=False), dict(video_on=False), dict(mute_from=2.0, mute_to=5.0),
+                    dict(blank_from=1.0, blank_to=4.0)]
+        jobs = [(c, s) for c in clips for s in settings]
+        want = {}
+        for c, s in jobs:  # reference answers (and the warm-up: every clip decoded once)
+            want[(c, json.dumps(s))] = client.predict(handle_file(str(c)), api_name="/predict", **s)["fused"]["logits"]
+        warm = _rss_mb(proc.pid)
+        log(f"warm: {warm}")
+
+        def ask(i):
+            c, s = jobs[i % len(jobs)]
+            got = client.predict(handle_file(str(c)), api_name="/predict", **s)
+            return got["fused"]["logits"] == want[(c, json.dumps(s))]
+
+        t0, right = time.time(), 0
+        for i in range(sequential):
+            right += ask(i)
+        t_seq = time.time() - t0
+        after_seq = _rss_mb(proc.pid)
+        log(f"{sequential} sequential: {right} right, {t_seq:.1f} s, {after_seq}")
+        wrong_conc, t0 = 0, time.time()
+        clients = [Client(url, verbose=False) for _ in range(concurrent)]
+
+        def burst(k):
+            ok = 0
+            for r in range(rounds):
+                c, s = jobs[(k * rounds + r) % len(jobs)]
+                got = clients[k].predict(handle_file(str(c)), api_name="/predict", **s)
+                ok += got["fused"]["logits"] == want[(c, json.dumps(s))]
+            return ok
+
+        with ThreadPoolExecutor(concurrent) as ex:
+            conc_right = sum(ex.map(burst, range(concurrent)))
+        t_conc = time.time() - t0
+        end = _rss_mb(proc.pid)
+        report = {"clips": len(clips), "settings": len(settings), "sequential": sequential,
+                  "sequential_right": right, "sequential_seconds": round(t_seq, 1),
+                  "concurrent_clients": concurrent, "concurrent_requests": concurrent * rounds,
+                  "concurrent_right": conc_right, "concurrent_seconds": round(t_conc, 1),
+                  "rss_warm_mb": round(warm["VmRSS"], 1), "rss_end_mb": round(end["VmRSS"], 1),
+                  "rss_growth_after_warmup_mb": round(end["VmRSS"] - warm["VmRSS"], 1),
+                  "peak_rss_mb": round(end["VmHWM"], 1)}
+        return report
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="uavm soak")
+    p.add_argument("clips", nargs="*", help="clips to send (default: weights/examples)")
+    p.add_argument("--sequential", type=int, default=300)
+    p.add_argument("--concurrent", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=5, help="requests per concurrent client")
+    a = p.parse_args(argv)
+    clips = a.clips or sorted(str(c) for c in (Path(__file__).resolve().parent.parent / "weights" / "examples").glob("*.mp4"))
+    print(json.dumps(soak(clips, a.sequential, a.concurrent, a.rounds), indent=1))
+    return 0
