@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,33 +56,63 @@ def cmd_predict(a) -> int:
         return 2
     pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
     failed = 0
-    jobs = list(a.clips)
+    clips = expand_clips(a.clips)
+
+    def from_features():
+        af = _load_npy(a.audio_features, "audio") if a.audio_features and not a.no_audio else None
+        vf = _load_npy(a.video_features, "video") if a.video_features and not a.no_video else None
+        if af is None and vf is None:
+            raise ValueError("nothing to predict from: both modalities are off")
+        return pipe.predict_features(af, vf)
+
+    results = pipe.predict_many(clips, a.start, not a.no_audio, not a.no_video, a.mute_audio, a.blank_video)
     if a.audio_features or a.video_features:
-        jobs.append(None)
-    for clip in jobs:
-        name = str(clip) if clip is not None else str(a.audio_features or a.video_features)
-        try:
-            if clip is None:
-                af = _load_npy(a.audio_features, "audio") if a.audio_features and not a.no_audio else None
-                vf = _load_npy(a.video_features, "video") if a.video_features and not a.no_video else None
-                if af is None and vf is None:
-                    raise ValueError("nothing to predict from: both modalities are off")
-                pred = pipe.predict_features(af, vf)
-            else:
-                pred = pipe.predict(clip, a.start, audio=not a.no_audio, video=not a.no_video,
-                                    mute=a.mute_audio, blank=a.blank_video)
-        except (ValueError, RuntimeError, OSError) as e:
+        results = [*results, (str(a.audio_features or a.video_features), None)]
+    show = _progress(len(clips)) if len(clips) > 1 and sys.stderr.isatty() else (lambda i: None)
+    for i, (name, pred) in enumerate(results):
+        show(i + 1)
+        if pred is None:
+            try:
+                pred = from_features()
+            except (ValueError, RuntimeError, OSError) as e:
+                pred = e
+        if isinstance(pred, Exception):
             failed += 1
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            msg = str(pred).splitlines()[0] if str(pred) else type(pred).__name__
             _err(msg)
             if a.json:
-                print(json.dumps({"clip": name, "error": msg}))
+                print(json.dumps({"clip": str(name), "error": msg}), flush=True)
             continue
         if a.json:
-            print(json.dumps({"clip": name, "start": a.start, **pred.to_dict(a.top_k)}))
+            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}), flush=True)
         else:
-            _print_human(name, pred, a.top_k)
+            _print_human(str(name), pred, a.top_k)
     return 1 if failed else 0
+
+
+MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wav", ".mp3", ".flac", ".ogg",
+             ".m4a", ".aac", ".opus"}
+
+
+def expand_clips(items) -> list:
+    """Files as given; folders become their media files (by extension), sorted."""
+    out = []
+    for it in items:
+        p = Path(it)
+        if p.is_dir():
+            out += sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT)
+        else:
+            out.append(str(it))
+    return out
+
+
+def _progress(total: int):
+    t0 = time.time()
+
+    def show(i):
+        rate = i / max(time.time() - t0, 1e-9)
+        print(f"\r{i}/{total} clips, {rate:.2f} clips/s", end="\n" if i == total else "", file=sys.stderr, flush=True)
+    return show
 
 
 def cmd_features(a) -> int:
@@ -328,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_build_demo)
 
     sub.add_parser("app", help="launch the browser app (uavm app --help)", add_help=False)
+    sub.add_parser("bench", help="per-stage timings, throughput and memory (uavm bench --help)", add_help=False)
     sub.add_parser("soak", help="load-test a fresh app on loopback and report memory (uavm soak --help)",
                    add_help=False)
 
@@ -343,6 +375,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["app"]:  # the app parses its own options
         return cmd_app(argv[1:])
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     if argv[:1] == ["soak"]:
         from .soak import main as soak_main
 

@@ -135,7 +135,10 @@ class FeatureExtractor:
     def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                  mute=None, blank=None) -> Features:
         """``mute`` / ``blank``: (from, to) seconds of the clip to silence / turn black."""
-        wav, frames, missing = self.decode(path, start, audio, video)
+        return self.features_of(self.decode(path, start, audio, video), start, mute, blank)
+
+    def features_of(self, decoded, start: float = 0.0, mute=None, blank=None) -> Features:
+        wav, frames, missing = decoded
         wav, frames = apply_spans(wav, frames, self.pre, start, mute, blank)
         a = self.audio_features(wav) if wav is not None else None
         v = self.video_features(frames) if frames is not None else None
@@ -179,7 +182,30 @@ class Pipeline(FeatureExtractor):
 
     def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                 mute=None, blank=None) -> Prediction:
-        f = self.features(path, start, audio, video, mute, blank)
+        return self._predict(path, self.features(path, start, audio, video, mute, blank))
+
+    def predict_many(self, paths, start: float = 0.0, audio: bool = True, video: bool = True,
+                     mute=None, blank=None, workers: int = 2):
+        """Yield (path, Prediction or the exception) in order. Files are decoded ahead, each
+        in its own isolated process, while this process runs the networks on earlier ones."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = list(paths)
+        with ThreadPoolExecutor(max(workers, 1)) as ex:
+            pending = {}
+            ahead = max(workers, 1) * 2
+            for i in range(min(ahead, len(paths))):
+                pending[i] = ex.submit(self.decode, paths[i], start, audio, video)
+            for i, path in enumerate(paths):
+                if i + ahead < len(paths):
+                    pending[i + ahead] = ex.submit(self.decode, paths[i + ahead], start, audio, video)
+                try:
+                    decoded = pending.pop(i).result()
+                    yield path, self._predict(path, self.features_of(decoded, start, mute, blank))
+                except (ValueError, RuntimeError, OSError) as e:
+                    yield path, e
+
+    def _predict(self, path, f: Features) -> Prediction:
         if f.audio is None and f.video is None:
             raise ValueError(f"{path}: nothing left to predict from ({'; '.join(f'{k}: {v}' for k, v in f.missing.items())})")
         return self.predict_features(f.audio, f.video, f.missing)

@@ -1,0 +1,132 @@
+"""`uavm bench`: where the time goes, from a clip to an answer, and how close the
+whole path comes to the ConvNeXt backbones alone on the same inputs."""
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _ms(f, repeat: int = 5) -> float:
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        ts.append((time.perf_counter() - t) * 1000)
+    return statistics.median(ts)
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, repeat: int = 5, log=print) -> dict:
+    from .bundle import load_bundle, random_bundle
+    from .explore import Explorer
+    from .features import fbank, normalize_frames, _fast
+    from .inference import Pipeline
+    from .synth import demo_clip
+
+    tmp = Path(tempfile.mkdtemp(prefix="uavm-bench-"))
+    t_cold = time.perf_counter()
+    if size:
+        bundle_dir = random_bundle(tmp / "bundle", size=size)
+    pipe = Pipeline(load_bundle(bundle_dir), device)
+    clip = demo_clip(tmp / "clip.mp4", seconds=10, size=(360, 640))  # 10 s, 360p, H.264 + AAC
+    pipe.predict(clip)
+    r = {"bundle": pipe.bundle.name, "device": str(pipe.device), "clip": "10 s 640x360 H.264/AAC",
+         "cold_start_ms": round((time.perf_counter() - t_cold) * 1000, 1)}
+    pre = pipe.pre
+    wav, frames, _ = pipe.decode(clip)
+    fb = fbank(torch.as_tensor(wav), pre.audio)
+    st = {"decode": _ms(lambda: pipe.decode(clip), repeat),
+          "fbank": _ms(lambda: fbank(torch.as_tensor(wav), pre.audio), repeat),
+          "audio_cnn": _ms(lambda: pipe.audio_features(wav), repeat),
+          "video_cnn": _ms(lambda: pipe.video_features(frames), repeat)}
+    a, v = pipe.audio_features(wav), pipe.video_features(frames)
+    st["transformer_with_attention"] = _ms(lambda: pipe.predict_features(a, v), repeat)
+    try:
+        from app import figures
+
+        ex = Explorer(pipe)
+        an = ex.run(clip)
+        st["figures"] = _ms(lambda: (figures.temporal(an, 1, pre), figures.full_maps(an, 1), figures.av_difference(an)),
+                            repeat)
+        r["toggle_ms"] = round(_ms(lambda: ex.run(clip, audio=False), repeat * 4), 2)
+        r["toggle_with_figures_ms"] = round(r["toggle_ms"] + st["figures"], 2)
+    except ImportError:
+        pass
+    r["stages_ms"] = {k: round(x, 2) for k, x in st.items()}
+    r["warm_end_to_end_ms"] = round(_ms(lambda: pipe.predict(clip), repeat), 1)
+
+    folder = tmp / "folder"
+    folder.mkdir()
+    for i in range(clips):
+        demo_clip(folder / f"{i}.mp4", seconds=10, size=(360, 640), seed=i)
+    paths = sorted(folder.glob("*.mp4"))
+    t = time.perf_counter()
+    done = sum(1 for _, p in pipe.predict_many(paths) if not isinstance(p, Exception))
+    r["batch_clips_per_s"] = round(done / (time.perf_counter() - t), 3)
+
+    # the ceiling: the same backbones on already-decoded inputs, same batch and dtype
+    ctx, fmt = _fast(pipe.device)
+    ae, ve = pipe.extractors.get("audio"), pipe.extractors.get("video")
+    xa = fb.t()[None, None].to(pipe.device).contiguous(memory_format=fmt)
+    xv = normalize_frames(torch.as_tensor(frames).to(pipe.device), pre.video).contiguous(memory_format=fmt)
+    bs = len(frames) if pipe.device.type == "cuda" else 16
+
+    @torch.no_grad()
+    def backbone():
+        with ctx:
+            ae(xa)
+            for i in range(0, len(xv), bs):
+                ve(xv[i:i + bs])
+
+    r["backbone_alone_clips_per_s"] = round(1000 / _ms(backbone, repeat), 3)
+    r["end_to_end_over_backbone"] = round(r["batch_clips_per_s"] / r["backbone_alone_clips_per_s"], 3)
+    r["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    if pipe.device.type == "cuda":
+        r["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    r["threads"] = torch.get_num_threads()
+    return r
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="uavm bench", description="per-stage timings, throughput, memory")
+    p.add_argument("--bundle", help="a bundle (default: the demo UAVM)")
+    p.add_argument("--size", choices=["tiny", "paper"], help="random weights of this size instead of a bundle "
+                   "(paper: ConvNeXt-Base x 2, N = Ns = 3, 1024 wide)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--clips", type=int, default=8, help="clips in the throughput folder")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    bundle = a.bundle
+    if not bundle and not a.size:
+        from .cli import default_bundle
+
+        bundle = default_bundle()
+    r = run(bundle, a.size or "", a.device, a.clips, a.repeat)
+    if a.json:
+        print(json.dumps(r))
+    else:
+        for k, v in r.items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    print(f"  {kk:28s} {vv}")
+            else:
+                print(f"{k:30s} {v}")
+    return 0
