@@ -78,9 +78,8 @@ def zoo(tmp_path_factory):
     fr, wav = _frames(60), _tone(2)
     add("h264.mp4", None, lambda p: write_media(p, fr, 30, wav))
     add("hevc.mp4", None, lambda p: write_media(p, fr, 30, wav, video_codec="libx265"))
-    add("vp9.webm", None, lambda p: write_media(p, fr, 30, wav, video_codec="libvpx-vp9", audio_codec="libopus",
-                                                sample_rate=48000) if False else write_media(
-        p, fr, 30, _tone(2, 48000), 48000, video_codec="libvpx-vp9", audio_codec="libopus"))
+    add("vp9.webm", None, lambda p: write_media(p, fr, 30, _tone(2, 48000), 48000, video_codec="libvpx-vp9",
+                                                audio_codec="libopus"))
     add("av1.mkv", None, lambda p: write_media(p, fr, 30, _tone(2, 48000), 48000, video_codec="libsvtav1",
                                                audio_codec="libopus"))
     add("mpeg4.avi", None, lambda p: write_media(p, fr, 30, wav, video_codec="mpeg4", audio_codec="mp3"))

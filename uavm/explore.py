@@ -83,7 +83,8 @@ class Explorer:
         if key not in self.decoded:
             say(0.05, "decoding the clip")
         (wav, frames, missing), hit = self.decoded.get_or(key, lambda: self.pipe.decode(path, start))
-        (reused.append("decode") if hit else None)
+        if hit:
+            reused.append("decode")
         timings["decode"] = (time.perf_counter() - t0) * 1000
         missing = {m: why for m, why in missing.items()}
         mute_w, blank_w = window_span(mute, start, secs), window_span(blank, start, secs)
@@ -96,14 +97,16 @@ class Explorer:
                 if key + (mute_w,) not in self.audio_feats:
                     say(0.3, "audio features (fbank + ConvNeXt)")
                 feats["audio"], hit = self.audio_feats.get_or(key + (mute_w,), lambda: self.pipe.audio_features(wav))
-                (reused.append("audio features") if hit else None)
+                if hit:
+                    reused.append("audio features")
             timings["audio features"] = (time.perf_counter() - t) * 1000
         if frames is not None:
             t = time.perf_counter()
             if key not in self.video_feats:
                 say(0.6, "video features (ConvNeXt on each frame)")
             base, hit = self.video_feats.get_or(key, lambda: self.pipe.video_features(frames))
-            (reused.append("video features") if hit else None)
+            if hit:
+                reused.append("video features")
             if blank_w and len(frames):
                 # frames are independent: splice in the black frame's feature
                 sel = span_mask(len(frames), pre.video.fps, blank_w)
