@@ -25,3 +25,45 @@ def test_predict_on_a_folder_answers_for_every_media_file_in_order(media_dir, ti
     assert [o["clip"].rsplit("/", 1)[-1] for o in out] == ["audio_only.wav", "av.mp4"]
     single = json_lines(run_cli("predict", media_dir / "av.mp4", "--bundle", tiny_bundle, "--json").stdout)[0]
     assert out[1]["fused"]["logits"] == single["fused"]["logits"]
+
+
+def _examples():
+    from pathlib import Path
+
+    return sorted(str(p) for p in (Path(__file__).parents[1] / "weights" / "examples").glob("*.mp4"))
+
+
+def test_bf16_backbones_keep_every_top1_and_logits_within_0_05_of_fp32():
+    # the GPU fast path's arithmetic (bf16 autocast, channels-last), run here on the CPU;
+    # measured on the demo examples: max |logit difference| 0.012 with logits up to 4.4
+    from uavm.bundle import load_bundle
+    from uavm.cli import default_bundle
+    from uavm.inference import Pipeline
+
+    b = load_bundle(default_bundle())
+    fp32, bf16 = Pipeline(b, "cpu", "fp32"), Pipeline(b, "cpu", "bf16")
+    for path, p in zip(_examples(), (p for _, p in bf16.predict_many(_examples(), batch=3))):
+        q = fp32.predict(path)
+        for m in ("audio", "video", "fused"):
+            assert p.logits[m].argmax() == q.logits[m].argmax(), f"{path} {m}: top-1 changed in bf16"
+            assert abs(p.logits[m] - q.logits[m]).max() < 0.05, f"{path} {m}"
+
+
+def test_batching_clips_through_the_backbones_gives_each_clip_its_own_answer(tiny_bundle, media_dir):
+    from uavm.bundle import load_bundle
+    from uavm.inference import Pipeline
+
+    pipe = Pipeline(load_bundle(tiny_bundle), "cpu")
+    paths = [media_dir / n for n in ("av.mp4", "audio_only.wav", "missing.mp4", "silent_video.mp4", "long.mp4")]
+    batched = list(pipe.predict_many(paths, batch=4))
+    assert [p for p, _ in batched] == paths
+    assert isinstance(batched[2][1], Exception) and "missing.mp4" in str(batched[2][1])
+    for path, p in batched:
+        if path.name == "missing.mp4":
+            continue
+        q = pipe.predict(path)
+        assert p.missing == q.missing
+        for m in ("audio", "video", "fused"):
+            assert (p.logits[m] is None) == (q.logits[m] is None), f"{path.name} {m}"
+            if q.logits[m] is not None:
+                assert abs(p.logits[m] - q.logits[m]).max() < 1e-4, f"{path.name} {m}"

@@ -125,33 +125,55 @@ def round_features(x: torch.Tensor, dtype: str) -> np.ndarray:
     return x.detach().to(getattr(torch, dtype)).float().cpu().numpy()
 
 
-def _fast(device):
-    """On a GPU the backbones run in bfloat16 autocast, channels-last; on the CPU in float32."""
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _fast(device, precision: str = "auto"):
+    """-> (autocast context, memory format) for the backbones. ``auto``: bfloat16 autocast,
+    channels-last on a GPU; float32 on the CPU (where bf16 matmuls are slower on most chips)."""
     device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16), torch.channels_last
-    return torch.autocast("cpu", enabled=False), torch.contiguous_format
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16), torch.channels_last
+    return torch.autocast(device.type, enabled=False), torch.contiguous_format
 
 
 @torch.no_grad()
 def audio_features(extractor: Extractor, waveform: np.ndarray | torch.Tensor, pre: Preprocessing,
-                   device="cpu") -> np.ndarray:
+                   device="cpu", precision: str = "auto") -> np.ndarray:
     """Mono waveform at pre.audio.sample_rate -> (T, D) features (not L2-normalised)."""
-    fb = fbank(torch.as_tensor(waveform), pre.audio)  # (frames, mel)
-    ctx, fmt = _fast(device)
-    x = fb.t().unsqueeze(0).unsqueeze(0).to(device).contiguous(memory_format=fmt)  # (1, 1, mel, frames)
-    with ctx:
-        return round_features(extractor(x)[0].float(), pre.feature_dtype)
+    return audio_features_many(extractor, [fbank(torch.as_tensor(waveform), pre.audio)], pre, device, precision)[0]
+
+
+@torch.no_grad()
+def audio_features_many(extractor: Extractor, fbanks: list, pre: Preprocessing, device="cpu",
+                        precision: str = "auto") -> list:
+    """(frames, mel) fbanks of several clips -> their (T, D) features; fbanks of one length
+    share a forward pass (after pad/cut that is every clip of the usual length)."""
+    ctx, fmt = _fast(device, precision)
+    out = [None] * len(fbanks)
+    groups: dict = {}
+    for i, fb in enumerate(fbanks):
+        groups.setdefault(tuple(fb.shape), []).append(i)
+    for idx in groups.values():
+        x = torch.stack([fbanks[i].t() for i in idx]).unsqueeze(1).to(device)  # (B, 1, mel, frames)
+        with ctx:
+            f = extractor(x.contiguous(memory_format=fmt)).float()
+        for i, fi in zip(idx, f):
+            out[i] = round_features(fi, pre.feature_dtype)
+    return out
 
 
 @torch.no_grad()
 def video_features(extractor: Extractor, frames: np.ndarray, pre: Preprocessing, device="cpu",
-                   batch_size: int = 0) -> np.ndarray:
-    """(K, H, W, 3) uint8 frames at pre.video.fps -> (K, D) features (not L2-normalised)."""
+                   batch_size: int = 0, precision: str = "auto") -> np.ndarray:
+    """(K, H, W, 3) uint8 frames at pre.video.fps -> (K, D) features (not L2-normalised).
+    Frames are independent, so several clips' frames may go through in one call."""
     if len(frames) == 0:
         return np.zeros((0, extractor.dim), np.float32)
-    ctx, fmt = _fast(device)
-    batch_size = batch_size or (len(frames) if torch.device(device).type == "cuda" else 16)
+    ctx, fmt = _fast(device, precision)
+    batch_size = batch_size or (256 if torch.device(device).type == "cuda" else 16)
     out = []
     for i in range(0, len(frames), batch_size):
         # uint8 goes to the device, the normalisation runs there (4x fewer bytes copied)

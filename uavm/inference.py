@@ -10,7 +10,7 @@ import torch
 
 from . import media
 from .bundle import Bundle
-from .features import audio_features, to_model_input, video_features
+from .features import audio_features_many, fbank, to_model_input, video_features
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -93,8 +93,10 @@ def apply_spans(wav, frames, pre, start: float, mute=None, blank=None):
 class FeatureExtractor:
     """Extractors + their preprocessing on a device: clip -> raw (T, D) features."""
 
-    def __init__(self, extractors: dict, preprocessing, device="auto", name: str = "bundle"):
+    def __init__(self, extractors: dict, preprocessing, device="auto", name: str = "bundle",
+                 precision: str = "auto"):
         self.device = pick_device(device) if isinstance(device, str) else device
+        self.precision = precision  # see uavm.features._fast
         self.extractors = {m: e.to(self.device).eval() for m, e in extractors.items()}
         self.pre = preprocessing
         self.name = name
@@ -127,10 +129,10 @@ class FeatureExtractor:
         return e
 
     def audio_features(self, wav: np.ndarray) -> np.ndarray:
-        return audio_features(self._extractor("audio"), wav, self.pre, self.device)
+        return self.features_many([self.prepare((wav, None, {}))])[0].audio
 
     def video_features(self, frames: np.ndarray) -> np.ndarray:
-        return video_features(self._extractor("video"), frames, self.pre, self.device)
+        return self.features_many([self.prepare((None, frames, {}))])[0].video
 
     def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                  mute=None, blank=None) -> Features:
@@ -138,18 +140,45 @@ class FeatureExtractor:
         return self.features_of(self.decode(path, start, audio, video), start, mute, blank)
 
     def features_of(self, decoded, start: float = 0.0, mute=None, blank=None) -> Features:
+        return self.features_many([self.prepare(decoded, start, mute, blank)])[0]
+
+    def prepare(self, decoded, start: float = 0.0, mute=None, blank=None):
+        """Decoded window -> (fbank or None, frames or None, missing) with the spans applied:
+        the CPU work before the backbones, which may run in another thread."""
         wav, frames, missing = decoded
         wav, frames = apply_spans(wav, frames, self.pre, start, mute, blank)
-        a = self.audio_features(wav) if wav is not None else None
-        v = self.video_features(frames) if frames is not None else None
-        return Features(a, v, missing)
+        fb = fbank(torch.as_tensor(wav), self.pre.audio) if wav is not None else None
+        return fb, frames, missing
+
+    def features_many(self, prepared: list) -> list:
+        """Prepared clips -> their Features, with one backbone pass per modality for all
+        of them (frames concatenated, fbanks stacked): on a GPU this is what fills it."""
+        a = [None] * len(prepared)
+        have = [i for i, p in enumerate(prepared) if p[0] is not None]
+        if have:
+            fbs = [prepared[i][0] for i in have]
+            for i, f in zip(have, audio_features_many(self._extractor("audio"), fbs, self.pre, self.device,
+                                                      self.precision)):
+                a[i] = f
+        v = [None] * len(prepared)
+        groups: dict = {}  # frames of one size share a pass (the size follows the aspect ratio)
+        for i, p in enumerate(prepared):
+            if p[1] is not None:
+                groups.setdefault(p[1].shape[1:], []).append(i)
+        for have in groups.values():
+            frames = [prepared[i][1] for i in have]
+            f = video_features(self._extractor("video"), np.concatenate(frames) if len(frames) > 1 else frames[0],
+                               self.pre, self.device, precision=self.precision)
+            for i, part in zip(have, np.split(f, np.cumsum([len(x) for x in frames])[:-1])):
+                v[i] = part
+        return [Features(a[i], v[i], dict(p[2])) for i, p in enumerate(prepared)]
 
 
 class Pipeline(FeatureExtractor):
     """A loaded bundle on a device, from a clip (or features) to a Prediction."""
 
-    def __init__(self, bundle: Bundle, device: str = "auto"):
-        super().__init__(bundle.extractors, bundle.preprocessing, device, f"bundle {bundle.name}")
+    def __init__(self, bundle: Bundle, device: str = "auto", precision: str = "auto"):
+        super().__init__(bundle.extractors, bundle.preprocessing, device, f"bundle {bundle.name}", precision)
         self.bundle = bundle.to(self.device)
 
     # -- features -> prediction -------------------------------------------------------
@@ -185,25 +214,41 @@ class Pipeline(FeatureExtractor):
         return self._predict(path, self.features(path, start, audio, video, mute, blank))
 
     def predict_many(self, paths, start: float = 0.0, audio: bool = True, video: bool = True,
-                     mute=None, blank=None, workers: int = 2):
-        """Yield (path, Prediction or the exception) in order. Files are decoded ahead, each
-        in its own isolated process, while this process runs the networks on earlier ones."""
+                     mute=None, blank=None, workers: int = 2, batch: int = 0):
+        """Yield (path, Prediction or the exception) in order. Files are decoded ahead (each in
+        its own isolated process) and their fbanks computed by ``workers`` threads, while this
+        one runs the backbones on ``batch`` clips at a time (default 8 on a GPU, 1 on the CPU)."""
         from concurrent.futures import ThreadPoolExecutor
 
         paths = list(paths)
+        batch = max(batch or (8 if self.device.type == "cuda" else 1), 1)
+        ahead = max(workers, 1) * 2 + batch
+
+        def prepared(path):
+            return self.prepare(self.decode(path, start, audio, video), start, mute, blank)
+
         with ThreadPoolExecutor(max(workers, 1)) as ex:
-            pending = {}
-            ahead = max(workers, 1) * 2
-            for i in range(min(ahead, len(paths))):
-                pending[i] = ex.submit(self.decode, paths[i], start, audio, video)
-            for i, path in enumerate(paths):
-                if i + ahead < len(paths):
-                    pending[i + ahead] = ex.submit(self.decode, paths[i + ahead], start, audio, video)
+            pending = {i: ex.submit(prepared, paths[i]) for i in range(min(ahead, len(paths)))}
+            for b in range(0, len(paths), batch):
+                group, done = [], {}
+                for i in range(b, min(b + batch, len(paths))):
+                    if i + ahead < len(paths):
+                        pending[i + ahead] = ex.submit(prepared, paths[i + ahead])
+                    try:
+                        group.append((i, pending.pop(i).result()))
+                    except (ValueError, RuntimeError, OSError) as e:
+                        done[i] = e
                 try:
-                    decoded = pending.pop(i).result()
-                    yield path, self._predict(path, self.features_of(decoded, start, mute, blank))
-                except (ValueError, RuntimeError, OSError) as e:
-                    yield path, e
+                    feats = self.features_many([p for _, p in group])
+                except (ValueError, RuntimeError, OSError) as e:  # e.g. the bundle lacks an extractor
+                    feats = [e] * len(group)
+                for (i, _), f in zip(group, feats):
+                    try:
+                        done[i] = f if isinstance(f, Exception) else self._predict(paths[i], f)
+                    except (ValueError, RuntimeError, OSError) as e:
+                        done[i] = e
+                for i in sorted(done):
+                    yield paths[i], done[i]
 
     def _predict(self, path, f: Features) -> Prediction:
         if f.audio is None and f.video is None:
