@@ -35,6 +35,22 @@ def media_dir(tmp_path_factory):
     return d
 
 
+def feature_corpus(d):
+    """A feature data file in d (features.json + labels.csv): 40 clips, 4 classes; audio tells
+    classes {0,1} from {2,3}, video tells {0,2} from {1,3}, so only fusion names all four."""
+    rng = np.random.default_rng(0)
+    a_proto, v_proto = rng.standard_normal((2, 16)), rng.standard_normal((2, 16))
+    data = []
+    for i in range(40):
+        c = i % 4
+        np.save(d / f"{i}.a.npy", (a_proto[c // 2] + 0.3 * rng.standard_normal((30, 16))).astype(np.float16))
+        np.save(d / f"{i}.v.npy", (v_proto[c % 2] + 0.3 * rng.standard_normal((30, 16))).astype(np.float16))
+        data.append({"labels": f"c{c}", "afeat": f"{i}.a.npy", "vfeat": f"{i}.v.npy"})
+    (d / "features.json").write_text(json.dumps({"data": data}))
+    (d / "labels.csv").write_text("index,mid,display_name\n" + "".join(f"{i},c{i},class {i}\n" for i in range(4)))
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     from uavm import random_bundle

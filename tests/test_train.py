@@ -10,23 +10,14 @@ from uavm.data import FeatureSet, average_precision, metrics
 from uavm.model import UAVM, ModelConfig
 from uavm.train import Recipe, Trainer, sample_weights, smooth_targets
 
+from .conftest import feature_corpus
+
 LABELS = [Label(i, f"c{i}", f"class {i}") for i in range(4)]
 
 
 @pytest.fixture(scope="module")
 def featset(tmp_path_factory):
-    """40 clips, 4 classes; audio tells classes {0,1} from {2,3}, video tells {0,2} from {1,3}."""
-    d = tmp_path_factory.mktemp("feats")
-    rng = np.random.default_rng(0)
-    a_proto, v_proto = rng.standard_normal((2, 16)), rng.standard_normal((2, 16))
-    data = []
-    for i in range(40):
-        c = i % 4
-        np.save(d / f"{i}.a.npy", (a_proto[c // 2] + 0.3 * rng.standard_normal((30, 16))).astype(np.float16))
-        np.save(d / f"{i}.v.npy", (v_proto[c % 2] + 0.3 * rng.standard_normal((30, 16))).astype(np.float16))
-        data.append({"labels": f"c{c}", "afeat": f"{i}.a.npy", "vfeat": f"{i}.v.npy"})
-    (d / "features.json").write_text(json.dumps({"data": data}))
-    return d / "features.json"
+    return feature_corpus(tmp_path_factory.mktemp("feats")) / "features.json"
 
 
 def small_model(kind="unified", seed=0):

@@ -54,7 +54,7 @@ def cmd_predict(a) -> int:
     if not a.clips and a.audio_features is None and a.video_features is None:
         _err("give clips, or --audio-features / --video-features")
         return 2
-    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
+    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device, a.precision)
     failed = 0
     clips = expand_clips(a.clips)
 
@@ -65,7 +65,8 @@ def cmd_predict(a) -> int:
             raise ValueError("nothing to predict from: both modalities are off")
         return pipe.predict_features(af, vf)
 
-    results = pipe.predict_many(clips, a.start, not a.no_audio, not a.no_video, a.mute_audio, a.blank_video)
+    results = pipe.predict_many(clips, a.start, not a.no_audio, not a.no_video, a.mute_audio, a.blank_video,
+                                batch=a.batch)
     if a.audio_features or a.video_features:
         results = [*results, (str(a.audio_features or a.video_features), None)]
     show = _progress(len(clips)) if len(clips) > 1 and sys.stderr.isatty() else (lambda i: None)
@@ -116,14 +117,35 @@ def _progress(total: int):
 
 
 def cmd_features(a) -> int:
+    from . import distributed
     from .bundle import load_bundle
-    from .inference import Pipeline
+    from .data import extract_features, stem_collisions
+    from .inference import Pipeline, pick_device
 
-    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
+    if bool(a.clips) == bool(a.manifest):
+        _err("give either clips or --manifest LIST")
+        return 2
+    clashes = stem_collisions(a.clips)
+    if clashes:
+        _err(f"{clashes[0]} share a file name stem: their features would overwrite each other in {a.out}")
+        return 2
+    # under torchrun each rank extracts its shard; gloo is enough, only the failure lists travel
+    with distributed.joined(pick_device(a.device), backend="gloo") as device:
+        pipe = Pipeline(load_bundle(a.bundle or default_bundle()), device)
+        if a.manifest:
+            path = extract_features(pipe, a.manifest, a.out, log=_err, start=a.start)
+            report = json.loads(path.read_text())
+            if distributed.is_main():
+                print(f"wrote {path}: {len(report['data'])} clips, {len(report['failed'])} failed")
+            return 1 if report["failed"] else 0
+        return _features_of_clips(pipe, [a.clips[i] for i in distributed.shard(len(a.clips))], a)
+
+
+def _features_of_clips(pipe, clips, a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for clip in a.clips:
+    for clip in clips:
         try:
             f = pipe.features(clip, a.start)
         except (ValueError, RuntimeError, OSError) as e:
@@ -173,6 +195,7 @@ def cmd_synth(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from . import distributed
     from .bundle import Label, load_extractors, read_labels, save_bundle
     from .data import FeatureSet
     from .features import Preprocessing
@@ -201,18 +224,23 @@ def cmd_train(a) -> int:
                        audio_dim=train.dim("audio"), video_dim=train.dim("video"))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(a.device)
-    trainer = Trainer(UAVM(mcfg), train, recipe, val, out=out, device=device, progress=sys.stderr.isatty())
-    if (out / "checkpoint.pt").exists() and not a.restart:
-        trainer.resume(out / "checkpoint.pt")
-        print(f"resuming after epoch {trainer.epoch}")
-    history = trainer.fit()
-    final = evaluate(trainer.model, val, device) if val else None
-    save_bundle(out, trainer.model.cpu(), pre, labels, extractors=extractors, share_extractors=True,
-                task={"loss": loss, "dataset": dataset}, name=out.name,
-                provenance={"trained_on": str(a.data), "recipe": recipe.__dict__,
-                            "history": history.epochs, "val": final, "built_with": "uavm train"})
-    print(f"wrote bundle {out}")
+    # under torchrun: DDP over the ranks, each with its slice of every global batch (uavm.train)
+    with distributed.joined(pick_device(a.device)) as device:
+        trainer = Trainer(UAVM(mcfg), train, recipe, val, out=out, device=device, progress=sys.stderr.isatty())
+        # every rank resumes from the same checkpoint (rank 0 writes it; a torchrun restart reruns this)
+        if (out / "checkpoint.pt").exists() and not a.restart:
+            trainer.resume(out / "checkpoint.pt")
+            if distributed.is_main():
+                print(f"resuming after epoch {trainer.epoch}", flush=True)
+        history = trainer.fit()
+        if distributed.is_main():
+            final = evaluate(trainer.model, val, device) if val else None
+            save_bundle(out, trainer.model.cpu(), pre, labels, extractors=extractors, share_extractors=True,
+                        task={"loss": loss, "dataset": dataset}, name=out.name,
+                        provenance={"trained_on": str(a.data), "recipe": recipe.__dict__,
+                                    "history": history.epochs, "val": final, "built_with": "uavm train"})
+            print(f"wrote bundle {out}")
+        distributed.barrier()  # the other ranks wait while rank 0 writes the bundle
     return 0
 
 
@@ -282,10 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="backbone arithmetic (auto: bf16 autocast on a GPU, fp32 on the CPU)")
+    s.add_argument("--batch", type=int, default=0, metavar="CLIPS",
+                   help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("features", help="write OUT/<stem>.audio.npy and OUT/<stem>.video.npy")
-    s.add_argument("clips", nargs="+", metavar="CLIP")
+    s.add_argument("clips", nargs="*", metavar="CLIP")
+    s.add_argument("--manifest", metavar="LIST", help="a clip list (JSON, as `uavm evaluate --data` reads): "
+                   "resumable, sharded under torchrun, and OUT/features.json for `uavm train`")
     s.add_argument("--bundle")
     s.add_argument("--out", required=True)
     s.add_argument("--start", type=float, default=0.0)

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from . import distributed
 from .features import to_model_input
 
 
@@ -135,36 +136,84 @@ def write_json_atomic(path, obj) -> None:
     os.replace(tmp, p)
 
 
-def extract_features(fx, src, out, progress=None, log=print) -> Path:
+def feature_names(clip, out: Path) -> dict:
+    """Where a clip's features go: ``out/<stem>.audio.npy`` and ``out/<stem>.video.npy``."""
+    stem = Path(clip).stem
+    return {m: out / f"{stem}.{m}.npy" for m in ("audio", "video")}
+
+
+def stem_collisions(clips) -> list:
+    """Pairs of clips whose features would land in the same files (the same stem in two
+    folders, or x.mp4 and x.wav); case-folded, for case-insensitive file systems."""
+    seen, clashes = {}, []
+    for c in map(str, clips):
+        key = Path(c).stem.casefold()
+        if key in seen:
+            clashes.append(f"{seen[key]} and {c}")
+        else:
+            seen[key] = c
+    return clashes
+
+
+def write_clip_features(fx, clip: Path, out: Path, start: float = 0.0) -> bool:
+    """Extract one clip into ``feature_names(clip, out)``; -> False if both files were
+    already there. Each file is written under a temporary name and renamed, so a file that
+    exists is complete and a killed run never leaves half a feature file behind."""
+    names = feature_names(clip, out)
+    if all(p.exists() for p in names.values()):
+        return False
+    f = fx.features(clip, start)
+    dtype = np.float16 if fx.pre.feature_dtype == "float16" else np.float32
+    for m, x in (("audio", f.audio), ("video", f.video)):
+        if x is None:  # a missing stream: zero features, as a padded clip
+            x = np.zeros((0, fx.extractors[m].dim), np.float32)
+        tmp = out / f".{names[m].stem}.tmp.npy"
+        np.save(tmp, x.astype(dtype))
+        os.replace(tmp, names[m])
+    return True
+
+
+def feature_entry(d: dict, clip: str, root: Path, out: Path) -> dict:
+    """A clip list entry -> its feature data file entry (labels and any other keys kept)."""
+    names = feature_names(clip, out)
+    return {**{k: v for k, v in d.items() if k not in ("video", "wav")},
+            "afeat": names["audio"].name, "vfeat": names["video"].name, "clip": str(resolve(root, clip))}
+
+
+def extract_features(fx, src, out, progress=None, log=print, start: float = 0.0) -> Path:
     """Clip list -> ``out/<stem>.audio.npy``, ``out/<stem>.video.npy`` and ``out/features.json``
     (a feature data file the trainer reads). Finished files are kept, so a rerun resumes;
-    a clip that fails is reported and left out, never silently."""
+    a clip that fails is reported and left out, never silently.
+
+    Under torchrun each rank extracts its shard (entry i on rank i % world), and rank 0
+    alone writes features.json, in list order, once every rank is done: the same file one
+    process writes."""
     entries, root = read_datafile(src)
+    clips = [d.get("video") or d.get("wav") for d in entries]
+    if None in clips:
+        raise DataError(f"{src}: entries need 'video' or 'wav' (a clip list)")
+    clashes = stem_collisions(clips)
+    if clashes:
+        raise DataError(f"{src}: {len(clashes)} pair(s) of clips share a file name stem, so their features "
+                        f"would overwrite each other in {out}: {clashes[0]}; rename one of each pair")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data, failed = [], []
-    dtype = np.float16 if fx.pre.feature_dtype == "float16" else np.float32
-    for d in (progress(entries) if progress else entries):
-        media_path = d.get("video") or d.get("wav")
-        if media_path is None:
-            raise DataError(f"{src}: entries need 'video' or 'wav' (a clip list)")
-        stem = Path(media_path).stem
-        names = {m: out / f"{stem}.{m}.npy" for m in ("audio", "video")}
-        if not all(p.exists() for p in names.values()):
-            try:
-                f = fx.features(resolve(root, media_path))
-            except (ValueError, RuntimeError, OSError) as e:
-                failed.append(f"{media_path}: {str(e).splitlines()[0]}")
-                continue
-            for m, x in (("audio", f.audio), ("video", f.video)):
-                if x is None:  # a missing stream: zero features, as a padded clip
-                    x = np.zeros((0, fx.extractors[m].dim), np.float32)
-                tmp = out / f".{stem}.{m}.tmp.npy"
-                np.save(tmp, x.astype(dtype))
-                os.replace(tmp, names[m])
-        data.append({**{k: v for k, v in d.items() if k not in ("video", "wav")},
-                     "afeat": names["audio"].name, "vfeat": names["video"].name, "clip": str(resolve(root, media_path))})
-    write_json_atomic(out / "features.json", {"data": data, "failed": failed})
-    for f in failed:
-        log(f"failed: {f}")
-    return out / "features.json"
+    mine = distributed.shard(len(entries))
+    failed, fresh = {}, 0
+    for i in (progress(mine) if progress else mine):
+        try:
+            fresh += write_clip_features(fx, resolve(root, clips[i]), out, start)
+        except (ValueError, RuntimeError, OSError) as e:
+            failed[i] = f"{clips[i]}: {(str(e).splitlines() or [type(e).__name__])[0]}"
+    if distributed.world() > 1:  # each rank's share, so a user sees the work spread and resumed
+        log(f"rank {distributed.rank()} of {distributed.world()}: {fresh} clips extracted, "
+            f"{len(mine) - fresh - len(failed)} already done, {len(failed)} failed")
+    failed = {i: msg for part in distributed.all_gather(failed) for i, msg in part.items()}
+    path = out / "features.json"
+    if distributed.is_main():
+        data = [feature_entry(d, clips[i], root, out) for i, d in enumerate(entries) if i not in failed]
+        write_json_atomic(path, {"data": data, "failed": [failed[i] for i in sorted(failed)]})
+        for i in sorted(failed):
+            log(f"failed: {failed[i]}")
+    distributed.barrier()  # no rank returns before features.json is written
+    return path

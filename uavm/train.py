@@ -6,6 +6,10 @@ learning rate halved every epoch after the first; CE (single-label) or BCE
 
 All randomness comes from one seeded generator in the main process, so a run is
 reproducible on the CPU and resumes exactly from its last checkpoint.
+
+Under torchrun (DistributedDataParallel) every rank draws the same numbers from that
+generator, so all ranks train the same modality on the same global batch, and each
+computes its slice of it; rank 0 alone evaluates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .data import FeatureSet, metrics, write_json_atomic
 from .model import UAVM, ModelConfig
 
@@ -81,9 +86,13 @@ class Trainer:
         self.rng = np.random.default_rng(recipe.seed)
         self.epoch, self.history = 0, History()
         self.p = sample_weights(train.y) if recipe.balanced else None
+        self.net = None  # what the steps run while fit runs: the model, in DDP under torchrun
 
     # -- one step of Algorithm 1 -----------------------------------------------------------
     def _batch(self, idx: np.ndarray):
+        """The step's draws for the whole global batch ``idx`` (the same on every rank, and the
+        same as one process draws), then this rank's slice of it; -> (inputs, targets, share),
+        share = the slice's size relative to an equal split (see ``_epoch``)."""
         r, rng, n = self.r, self.rng, len(self.train)
         if self.model.cfg.kind == "cross_modal":
             mods = ("audio", "video")
@@ -93,6 +102,9 @@ class Trainer:
         partner = rng.integers(0, n, len(idx))
         lam = np.where(mix, rng.beta(r.mixup_alpha, r.mixup_alpha, len(idx)), 1.0).astype(np.float32)
         shift = rng.integers(-r.time_shift, r.time_shift, len(idx)) if r.time_shift else np.zeros(len(idx), int)
+        mine = np.array_split(np.arange(len(idx)), distributed.world())[distributed.rank()]
+        share = len(mine) * distributed.world() / len(idx)
+        idx, mix, partner, lam, shift = idx[mine], mix[mine], partner[mine], lam[mine], shift[mine]
         y = self.train.y[idx]
         t = np.where(mix[:, None], smooth_targets(y, r.label_smoothing, self.train.y[partner], lam),
                      smooth_targets(y, r.label_smoothing))
@@ -103,7 +115,7 @@ class Trainer:
                 l = torch.as_tensor(lam)[:, None, None]
                 x = torch.where(torch.as_tensor(mix)[:, None, None], l * x + (1 - l) * self.train.get(partner, m), x)
             xs[m] = torch.stack([torch.roll(x[i], int(shift[i]), 0) for i in range(len(idx))])
-        return xs, torch.as_tensor(t)
+        return xs, torch.as_tensor(t), share
 
     def _loss(self, logits, t):
         if self.r.loss == "bce":
@@ -111,35 +123,54 @@ class Trainer:
         return torch.sum(-t * F.log_softmax(logits, -1), -1).mean()
 
     def fit(self) -> History:
-        r = self.r
-        n = len(self.train)
-        steps = max(n // r.batch_size, 1)
-        while self.epoch < r.epochs:
-            self.epoch += 1
-            lr = r.lr_at(self.epoch)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            self.model.train()
-            order = self.rng.choice(n, n, replace=True, p=self.p) if self.p is not None else self.rng.permutation(n)
-            bar = _bar(steps, f"epoch {self.epoch}/{r.epochs}", self.progress)
-            losses, t0 = [], time.time()
-            for s in range(steps):
-                xs, t = self._batch(order[s * r.batch_size:(s + 1) * r.batch_size])
-                out = self.model(**{m: x.to(self.device) for m, x in xs.items()})
-                loss = self._loss(out.fused, t.to(self.device))
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                losses.append(loss.item())
-                bar(s + 1, f"loss {np.mean(losses):.4f}")
-            rec = {"epoch": self.epoch, "lr": lr, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2)}
-            if self.val is not None:
-                rec.update(evaluate(self.model, self.val, self.device))
-            self.history.epochs.append(rec)
-            self.log(format_epoch(rec))
-            if self.out is not None:
-                self.save_checkpoint()
+        n, world = len(self.train), distributed.world()
+        if min(self.r.batch_size, n) < world:
+            raise ValueError(f"a global batch of {min(self.r.batch_size, n)} cannot give each of "
+                             f"{world} processes a sample; raise --batch-size")
+        self.net = _data_parallel(self.model, torch.device(self.device))
+        try:
+            while self.epoch < self.r.epochs:
+                self.epoch += 1
+                rec = self._epoch()
+                # rank 0 alone evaluates, logs and saves; the others go on to the next step and wait there
+                main = distributed.is_main()
+                if main and self.val is not None:
+                    rec.update(evaluate(self.model, self.val, self.device))
+                self.history.epochs.append(rec)
+                if main:
+                    self.log(format_epoch(rec))
+                if main and self.out is not None:
+                    self.save_checkpoint()
+        finally:
+            # DDP holds the process group: had it the last reference, freeing it after the group is
+            # destroyed would deadlock gloo (its threads wait for the GIL its destructor holds)
+            self.net = None
         return self.history
+
+    def _epoch(self) -> dict:
+        r, n = self.r, len(self.train)
+        steps = max(n // r.batch_size, 1)
+        lr = r.lr_at(self.epoch)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        order = self.rng.choice(n, n, replace=True, p=self.p) if self.p is not None else self.rng.permutation(n)
+        bar = _bar(steps, f"epoch {self.epoch}/{r.epochs}", self.progress and distributed.is_main())
+        losses, t0 = [], time.time()
+        for s in range(steps):
+            xs, t, share = self._batch(order[s * r.batch_size:(s + 1) * r.batch_size])
+            out = self.net(**{m: x.to(self.device) for m, x in xs.items()})
+            # DDP averages the ranks' gradients: weighting each slice's mean loss by its share
+            # makes that average the gradient of the global batch's mean loss (share = 1 when
+            # the batch divides evenly, and in one process)
+            loss = self._loss(out.fused, t.to(self.device)) * share
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            losses.append(loss.item())
+            bar(s + 1, f"loss {np.mean(losses):.4f}")
+        loss = distributed.mean(float(np.mean(losses)), self.device)  # the global batches' mean
+        return {"epoch": self.epoch, "lr": lr, "loss": loss, "seconds": round(time.time() - t0, 2)}
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
@@ -163,6 +194,16 @@ class Trainer:
         self.epoch = int(s["epoch"])
         self.rng.bit_generator.state = json.loads(s["rng"])
         self.history.epochs = json.loads(s["history"])
+
+
+def _data_parallel(model: UAVM, device: torch.device):
+    """The model wrapped in DistributedDataParallel under torchrun, else the model itself."""
+    if distributed.world() == 1:
+        return model
+    # one modality per step leaves the other's layers without gradients, on every rank alike
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=model.cfg.kind != "cross_modal")
 
 
 @torch.no_grad()
