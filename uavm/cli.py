@@ -293,6 +293,19 @@ def cmd_app(args: list) -> int:
     return 0
 
 
+def recipe_arguments(s) -> None:
+    """The released recipe's options (defaults: the VGGSound recipe), for train and sweeps."""
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=144)
+    s.add_argument("--lr", type=float, default=5e-5)
+    s.add_argument("--lr-decay", type=float, default=0.5)
+    s.add_argument("--lr-decay-start", type=int, default=1)
+    s.add_argument("--mixup", type=float, default=0.5)
+    s.add_argument("--label-smoothing", type=float, default=0.1)
+    s.add_argument("--time-shift", type=int, default=15)
+    s.add_argument("--loss", choices=["ce", "bce"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uavm", description="UAVM: unified audio-visual model (Gong et al. 2022)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -362,19 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--embed-dim", type=int, default=1024)
     s.add_argument("--shared-dim", type=int, default=1024, help="S_dim")
     s.add_argument("--num-heads", type=int, default=4)
-    s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--batch-size", type=int, default=144)
-    s.add_argument("--lr", type=float, default=5e-5)
-    s.add_argument("--lr-decay", type=float, default=0.5)
-    s.add_argument("--lr-decay-start", type=int, default=1)
+    recipe_arguments(s)
     s.add_argument("--audio-weight", type=float, default=0.5, help="lambda_MT")
-    s.add_argument("--mixup", type=float, default=0.5)
-    s.add_argument("--label-smoothing", type=float, default=0.1)
-    s.add_argument("--time-shift", type=int, default=15)
     s.add_argument("--no-balanced", action="store_true")
-    s.add_argument("--loss", choices=["ce", "bce"])
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    s.add_argument("--restart", action="store_true",
+                   help="ignore an existing checkpoint (not with torchrun --max-restarts: each restart would start over)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.set_defaults(fn=cmd_train)
 
@@ -393,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_build_demo)
 
     sub.add_parser("app", help="launch the browser app (uavm app --help)", add_help=False)
+    sub.add_parser("analyze", help="the paper's analyses: probe, retrieval, attention, sweep (uavm analyze --help)",
+                   add_help=False)
     sub.add_parser("bench", help="per-stage timings, throughput and memory (uavm bench --help)", add_help=False)
     sub.add_parser("soak", help="load-test a fresh app on loopback and report memory (uavm soak --help)",
                    add_help=False)
@@ -417,12 +425,18 @@ def main(argv=None) -> int:
         from .soak import main as soak_main
 
         return soak_main(argv[1:])
-    a = build_parser().parse_args(argv)
     from .bundle import BundleError
     from .official import CheckpointError
 
+    if argv[:1] == ["analyze"]:
+        from .analyze import main as analyze_main
+
+        run = lambda: analyze_main(argv[1:])
+    else:
+        a = build_parser().parse_args(argv)
+        run = lambda: a.fn(a)
     try:
-        return a.fn(a)
+        return run()
     except (BundleError, CheckpointError, ValueError, RuntimeError, OSError) as e:
         _err(str(e).splitlines()[0] if str(e) else type(e).__name__)
         return 1
