@@ -217,3 +217,22 @@ def test_analyze_names_bad_arguments_in_one_line(sets, tmp_path):
     r = run_cli("analyze", "retrieval", "--bundle", sets["plain"], "--data", sets["apart"], "--out", tmp_path,
                 "--per-class", "1", "--k", "10")
     assert r.returncode == 1 and "too few for recall@10" in r.stderr
+
+
+def test_a_labelled_clip_list_is_analysed_with_the_bundles_own_extractors(tiny_bundle, tmp_path):
+    from uavm.inference import Pipeline
+    from uavm.synth import demo_clip
+
+    clips = [demo_clip(tmp_path / f"c{i}.mp4", seconds=3, size=(96, 128), seed=i) for i in range(4)]
+    (tmp_path / "clips.json").write_text(json.dumps({"data": [
+        {"labels": f"class_{i % 2}", "video": f"c{i}.mp4"} for i in range(4)]}))
+    analyze_cli("attention", "--bundle", tiny_bundle, "--data", tmp_path / "clips.json", "--out", tmp_path / "a",
+                "--clip", "c2")
+    # the features it analysed are the ones the bundle's pipeline makes from each clip
+    pipe = Pipeline(load_bundle(tiny_bundle), "cpu")
+    for i, clip in enumerate(clips):
+        f = pipe.features(clip)
+        assert np.allclose(np.load(tmp_path / "a" / "features" / f"c{i}.audio.npy"), f.audio, atol=1e-3)
+        assert np.allclose(np.load(tmp_path / "a" / "features" / f"c{i}.video.npy"), f.video, atol=1e-3)
+    rows = read_csv(tmp_path / "a" / "attention-difference.csv")
+    assert [r["layer"] for r in rows] == ["layer 1", "layer 2"]
