@@ -236,3 +236,16 @@ def test_a_labelled_clip_list_is_analysed_with_the_bundles_own_extractors(tiny_b
         assert np.allclose(np.load(tmp_path / "a" / "features" / f"c{i}.video.npy"), f.video, atol=1e-3)
     rows = read_csv(tmp_path / "a" / "attention-difference.csv")
     assert [r["layer"] for r in rows] == ["layer 1", "layer 2"]
+
+
+def test_a_cross_modal_model_is_analysed_through_its_modality_specific_layers(sets, tmp_path):
+    b = write_bundle(tmp_path / "cross", kind="cross_modal")
+    analyze_cli("probe", "--bundle", b, "--data", sets["apart"], "--out", tmp_path / "p", "--tsne-clips", "0")
+    assert [r["layer"] for r in read_csv(tmp_path / "p" / "probe.csv")] == ["layer 1", "layer 2"]
+    analyze_cli("attention", "--bundle", b, "--data", sets["apart"], "--out", tmp_path / "a")
+    model, data = load_bundle(b).model, FeatureSet(sets["apart"], LABELS)
+    with torch.no_grad():
+        out = model(data.get(np.arange(24), "audio"), data.get(np.arange(24), "video"))
+    got = [float(r["mean_abs_difference"]) for r in read_csv(tmp_path / "a" / "attention-difference.csv")]
+    assert got == pytest.approx([(x - y).abs().mean().item() for x, y in zip(out.audio.attention, out.video.attention)],
+                                abs=1e-5)

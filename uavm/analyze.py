@@ -453,9 +453,7 @@ def _clip_index(data: FeatureSet, clip: str) -> int:
 
 def cmd_attention(a) -> list:
     b, data = _load(a)
-    if b.model.cfg.kind == "cross_modal":
-        raise ValueError("the attention difference compares the audio and video passes; a cross-modal "
-                         "model has no separate passes through its shared layers")
+    # a cross-modal model's audio and video passes are its specific layers (the shared ones see both)
     diff = attention_difference_rows(b.model, data, a.device)
     if not diff:
         raise ValueError(f"{b.name} has no Transformer layers to compare")
