@@ -9,6 +9,7 @@ _EXPORTS = {
     "Bundle": "bundle", "BundleError": "bundle", "load_bundle": "bundle", "random_bundle": "bundle",
     "save_bundle": "bundle", "Preprocessing": "features", "Features": "inference", "Pipeline": "inference",
     "Prediction": "inference", "MediaError": "media", "UAVM": "model", "ModelConfig": "model",
+    "FeatureSet": "data", "Trainer": "train", "Recipe": "train",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
