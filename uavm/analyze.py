@@ -140,7 +140,7 @@ def tsne_rows(reps: Representations, max_clips: int = 300, seed: int = 0) -> lis
 
 # -- retrieval (Fig. 4) ----------------------------------------------------------------------
 def balanced_subset(y: np.ndarray, per_class: int = 5, seed: int = 0) -> np.ndarray:
-    """Up to ``per_class`` clips of each class (by the first label of a clip)."""
+    """Up to ``per_class`` clips of each class (a multi-label clip counts for its lowest-index label)."""
     rng = np.random.default_rng(seed)
     first = y.argmax(1)
     pick = [rng.permutation(np.flatnonzero(first == c))[:per_class] for c in range(y.shape[1])]
