@@ -249,3 +249,15 @@ def test_a_cross_modal_model_is_analysed_through_its_modality_specific_layers(se
     got = [float(r["mean_abs_difference"]) for r in read_csv(tmp_path / "a" / "attention-difference.csv")]
     assert got == pytest.approx([(x - y).abs().mean().item() for x, y in zip(out.audio.attention, out.video.attention)],
                                 abs=1e-5)
+
+
+def test_analyze_without_scikit_learn_says_what_to_install(sets, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from uavm import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    assert cli.main(["analyze", "probe", "--bundle", str(sets["plain"]), "--data", str(sets["apart"]),
+                     "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == "uavm: uavm analyze needs scikit-learn: pip install 'uavm[analyze]'"

@@ -67,3 +67,25 @@ def test_batching_clips_through_the_backbones_gives_each_clip_its_own_answer(tin
             assert (p.logits[m] is None) == (q.logits[m] is None), f"{path.name} {m}"
             if q.logits[m] is not None:
                 assert abs(p.logits[m] - q.logits[m]).max() < 1e-4, f"{path.name} {m}"
+
+
+def test_predict_takes_precision_and_batch_from_the_command_line(media_dir, tiny_bundle):
+    clips = [media_dir / "av.mp4", media_dir / "silent_video.mp4"]
+    plain = json_lines(run_cli("predict", *clips, "--bundle", tiny_bundle, "--json", check=True).stdout)
+    r = run_cli("predict", *clips, "--bundle", tiny_bundle, "--json", "--precision", "bf16", "--batch", "2", check=True)
+    fast = json_lines(r.stdout)
+    assert [o["clip"] for o in fast] == [o["clip"] for o in plain]
+    # bf16 really ran: the logits moved, but not far
+    diffs = [abs(x - y) for p, q in zip(plain, fast) for x, y in zip(p["fused"]["logits"], q["fused"]["logits"])]
+    assert 0 < max(diffs) < 0.05
+    r = run_cli("predict", clips[0], "--bundle", tiny_bundle, "--precision", "fp8")
+    assert r.returncode == 2 and "invalid choice: 'fp8'" in r.stderr
+
+
+def test_an_unknown_precision_is_named():
+    import pytest
+
+    from uavm.features import _fast
+
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'half'"):
+        _fast("cpu", "half")

@@ -394,16 +394,12 @@ def _load(a):
     """(bundle, FeatureSet) from --bundle and --data (a clip list is extracted into OUT/features)."""
     from .bundle import load_bundle
     from .cli import default_bundle
-    from .data import extract_features, read_datafile
+    from .data import feature_data
     from .inference import FeatureExtractor
 
     b = load_bundle(a.bundle or default_bundle())
-    entries, _ = read_datafile(a.data)
-    src = a.data
-    if entries and "afeat" not in entries[0]:  # a clip list: features from the bundle's own extractors
-        fx = FeatureExtractor(b.extractors, b.preprocessing, a.device, f"bundle {b.name}")
-        src = extract_features(fx, a.data, Path(a.out) / "features")
-    return b, FeatureSet(src, b.labels, b.preprocessing.seq_len)
+    fx = FeatureExtractor(b.extractors, b.preprocessing, a.device, f"bundle {b.name}")
+    return b, FeatureSet(feature_data(fx, a.data, Path(a.out) / "features"), b.labels, b.preprocessing.seq_len)
 
 
 def cmd_probe(a) -> list:

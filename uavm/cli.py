@@ -248,17 +248,13 @@ def cmd_evaluate(a) -> int:
     import tempfile
 
     from .bundle import load_bundle
-    from .data import FeatureSet, extract_features, read_datafile
+    from .data import FeatureSet, feature_data
     from .inference import Pipeline
     from .train import evaluate
 
     pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
-    entries, _ = read_datafile(a.data)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = a.data
-        if "afeat" not in entries[0]:  # a clip list: extract with the bundle's own extractors
-            src = extract_features(pipe, a.data, tmp, log=lambda m: _err(m))
-        data = FeatureSet(src, pipe.bundle.labels, pipe.pre.seq_len)
+    with tempfile.TemporaryDirectory() as tmp:  # a clip list: extracted with the bundle's own extractors
+        data = FeatureSet(feature_data(pipe, a.data, tmp, log=_err), pipe.bundle.labels, pipe.pre.seq_len)
         res = evaluate(pipe.bundle.model, data, pipe.device)
     res = {"bundle": pipe.bundle.name, "clips": len(data), **res}
     if a.json:

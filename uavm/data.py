@@ -217,3 +217,12 @@ def extract_features(fx, src, out, progress=None, log=print, start: float = 0.0)
             log(f"failed: {failed[i]}")
     distributed.barrier()  # no rank returns before features.json is written
     return path
+
+
+def feature_data(fx, src, workdir, log=print):
+    """A feature data file as given; a clip list (entries with 'video' or 'wav') is first
+    extracted with ``fx`` (a FeatureExtractor) into ``workdir``, resumably."""
+    entries, _ = read_datafile(src)
+    if "afeat" in entries[0]:
+        return src
+    return extract_features(fx, src, workdir, log=log)

@@ -140,13 +140,6 @@ def _fast(device, precision: str = "auto"):
 
 
 @torch.no_grad()
-def audio_features(extractor: Extractor, waveform: np.ndarray | torch.Tensor, pre: Preprocessing,
-                   device="cpu", precision: str = "auto") -> np.ndarray:
-    """Mono waveform at pre.audio.sample_rate -> (T, D) features (not L2-normalised)."""
-    return audio_features_many(extractor, [fbank(torch.as_tensor(waveform), pre.audio)], pre, device, precision)[0]
-
-
-@torch.no_grad()
 def audio_features_many(extractor: Extractor, fbanks: list, pre: Preprocessing, device="cpu",
                         precision: str = "auto") -> list:
     """(frames, mel) fbanks of several clips -> their (T, D) features; fbanks of one length
