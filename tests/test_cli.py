@@ -124,3 +124,48 @@ def test_bad_feature_files_are_refused(tmp_path, tiny_bundle, shape, msg):
 def test_no_default_bundle_and_a_bad_bundle_path_say_so(tmp_path, media_dir):
     r = run_cli("predict", media_dir / "av.mp4", "--bundle", tmp_path)
     assert r.returncode == 1 and "not a uavm bundle" in r.stderr
+
+
+def test_a_folder_without_media_is_reported_not_skipped(tmp_path, tiny_bundle):
+    (tmp_path / "x.mp4").mkdir()
+    r = run_cli("predict", tmp_path / "x.mp4", "--bundle", tiny_bundle, "--json")
+    assert r.returncode == 1 and "not a regular file (a directory)" in r.stderr
+
+
+def test_fifos_and_devices_are_refused_without_being_opened(tmp_path, tiny_bundle):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.mp4")  # opening it would block forever
+    r = run_cli("predict", tmp_path / "fifo.mp4", "/dev/zero", "--bundle", tiny_bundle, "--json")
+    assert r.returncode == 1
+    assert [o["error"].split(": ", 1)[1] for o in json_lines(r.stdout)] == [
+        "not a regular file (a FIFO)", "not a regular file (a character device)"]
+
+
+def test_damaged_weights_fail_that_clip_with_valid_json(tmp_path, tiny_bundle, media_dir):
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(tiny_bundle, tmp_path / "nan")
+    sd = load_file(tmp_path / "nan" / "model.safetensors")
+    sd["shared.head.1.bias"] = torch.full_like(sd["shared.head.1.bias"], float("nan"))
+    save_file(sd, tmp_path / "nan" / "model.safetensors")
+    r = run_cli("predict", media_dir / "av.mp4", "--bundle", tmp_path / "nan", "--json")
+    assert r.returncode == 1
+    (o,) = [json.loads(line) for line in r.stdout.splitlines()]  # strict JSON: no NaN anywhere
+    assert "non-finite" in o["error"] and "NaN" not in r.stdout.replace("NaN or infinity", "")
+
+
+def test_an_audio_stream_without_samples_counts_as_missing(tmp_path, tiny_bundle):
+    from uavm.synth import write_media
+
+    frames = np.zeros((30, 64, 96, 3), np.uint8)
+    frames[:, 10:30, 10:40] = 200
+    write_media(tmp_path / "mute.mp4", frames, 10, np.zeros(0, np.float32))
+    r = run_cli("predict", tmp_path / "mute.mp4", "--bundle", tiny_bundle, "--json")
+    (o,) = json_lines(r.stdout)
+    assert r.returncode == 0 and o["audio"] is None and o["video"] is not None
+    assert "audio" in o["missing"] and "turned off" not in o["missing"]["audio"]

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .errors import UAVMError
 from .features import Extractor, Preprocessing
 from .model import UAVM, ModelConfig
 
@@ -29,7 +31,7 @@ FORMAT, EXTRACTORS_FORMAT, VERSION = "uavm-bundle", "uavm-extractors", 1
 MODALITIES = ("audio", "video")
 
 
-class BundleError(ValueError):
+class BundleError(UAVMError):
     """A bundle folder that cannot be loaded; the message says why."""
 
 
@@ -66,11 +68,17 @@ class Bundle:
 
 
 def read_labels(path) -> list:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise BundleError(f"{path}: not a readable label list ({type(e).__name__})") from None
     if not rows or not {"index", "mid", "display_name"} <= set(rows[0]):
         raise BundleError(f"{path}: a label list needs the columns index,mid,display_name")
-    labels = [Label(int(r["index"]), r["mid"], r["display_name"]) for r in rows]
+    try:
+        labels = [Label(int(r["index"]), str(r["mid"]), str(r["display_name"])) for r in rows]
+    except (TypeError, ValueError):
+        raise BundleError(f"{path}: label indices must be whole numbers") from None
     if [l.index for l in labels] != list(range(len(labels))):
         raise BundleError(f"{path}: label indices must run 0..{len(labels) - 1} in order")
     return labels
@@ -123,7 +131,9 @@ def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
             continue
         e = extractors[m]
         if m not in extractor_files and getattr(e, "weights_path", None) is not None and share_extractors:
-            extractor_files[m] = os.path.relpath(e.weights_path, out.resolve())
+            rel = os.path.relpath(e.weights_path, out.resolve())
+            if _shareable(out, rel):  # else the bundle gets its own copy: it may only point beside itself
+                extractor_files[m] = rel
         fname = extractor_files.get(m, f"{m}_extractor.safetensors")
         if m not in extractor_files:
             _save_tensors(e.net, out / fname)
@@ -133,31 +143,71 @@ def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
     return out
 
 
-def _resolve(root: Path, name: str) -> Path:
-    if not isinstance(name, str) or not name or Path(name).is_absolute():
-        raise BundleError(f"{root}: weight file names must be relative paths, got {name!r}")
-    p = (root / name).resolve()
+def _is_extractor_set(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("format") == EXTRACTORS_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _inside(root: Path, name, shared: bool = False) -> Optional[Path]:
+    """Where a file a bundle names lies, if it is allowed to: inside the bundle folder, or
+    (``shared``: extractor weights) directly inside an extractor set beside it, such as
+    ``../extractors/audio.safetensors``. Symbolic links are followed before the check."""
+    if not isinstance(name, str) or not name or "\0" in name or Path(name).is_absolute():
+        return None
+    home = root.resolve()
+    p = (home / name).resolve()
+    if p.is_relative_to(home):
+        return p
+    if shared and p.is_relative_to(home.parent):
+        rel = p.relative_to(home.parent).parts
+        if len(rel) == 2 and _is_extractor_set(home.parent / rel[0]):
+            return p
+    return None
+
+
+def _shareable(out: Path, rel: str) -> bool:
+    return _inside(out, rel, shared=True) is not None
+
+
+def _resolve(root: Path, name, what: str = "weight", shared: bool = False) -> Path:
+    p = _inside(root, name, shared)
+    if p is None:
+        where = "inside the bundle folder" + (" or an extractor set beside it" if shared else "")
+        raise BundleError(f"{root}: {what} file names must be relative paths {where}, got {name!r}")
     if not p.is_file():
-        raise BundleError(f"{root}: missing weight file {name}")
+        raise BundleError(f"{root}: missing {what} file {name}")
     return p
 
 
-def _load_strict(module: torch.nn.Module, path: Path, what: str) -> None:
+def _load_strict(build, path: Path, what: str):
+    """``build()`` a module and load ``path`` into it, strictly. Names and shapes are checked
+    against the file's header on a skeleton without memory first, so a config that asks for
+    an enormous model is refused before anything is allocated."""
     try:
-        sd = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:
-        raise BundleError(f"{path}: not a readable safetensors file ({e})") from None
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+        raise BundleError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+    part = lambda mod: mod.net if isinstance(mod, Extractor) else mod  # an extractor's file holds its network
+    with torch.device("meta"):
+        own = {k: tuple(v.shape) for k, v in part(build()).state_dict().items()}
+    missing, unexpected = sorted(set(own) - set(shapes)), sorted(set(shapes) - set(own))
     if missing or unexpected:
         raise BundleError(f"{path}: {what} weights do not match the config "
                           f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
                           f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})")
-    for k, v in sd.items():
-        if v.shape != own[k].shape:
-            raise BundleError(f"{path}: {what} weight {k} has shape {tuple(v.shape)}, "
-                              f"the config needs {tuple(own[k].shape)}")
-    module.load_state_dict(sd, strict=True)
+    for k, shape in shapes.items():
+        if shape != own[k]:
+            raise BundleError(f"{path}: {what} weight {k} has shape {shape}, the config needs {own[k]}")
+    module = build()
+    try:
+        sd = load_file(str(path))
+    except Exception as e:
+        raise BundleError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+    part(module).load_state_dict(sd, strict=True)
+    return module
 
 
 def _read_config(root: Path, formats) -> dict:
@@ -166,8 +216,8 @@ def _read_config(root: Path, formats) -> dict:
         raise BundleError(f"{root}: not a uavm bundle (no config.json)")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{cfg_path}: not valid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:  # JSON and Unicode errors
+        raise BundleError(f"{cfg_path}: not valid JSON ({str(e).splitlines()[0][:120]})") from None
     if not isinstance(cfg, dict) or cfg.get("format") not in formats:
         raise BundleError(f"{cfg_path}: not a uavm bundle config (format must be {' or '.join(map(repr, formats))})")
     return cfg
@@ -179,12 +229,17 @@ def _extractors(root: Path, cfg: dict) -> dict:
         spec = cfg.get(f"{m}_extractor")
         if not spec:
             continue
+        if not isinstance(spec, dict):
+            raise BundleError(f"{root / 'config.json'}: {m}_extractor must be an object or null")
+        spec = {**spec, "modality": m}
         try:
-            e = Extractor({**spec, "modality": m})
-        except Exception as err:
-            raise BundleError(f"{root / 'config.json'}: cannot build the {m} extractor ({err})") from None
-        e.weights_path = _resolve(root, spec.get("weights", ""))
-        _load_strict(e.net, e.weights_path, f"{m} extractor")
+            with torch.device("meta"):
+                Extractor(spec)  # the spec is checked (and the shapes known) before any weight is read
+        except UAVMError as err:
+            raise BundleError(f"{root / 'config.json'}: {m} extractor: {err}") from None
+        path = _resolve(root, spec.get("weights", ""), shared=True)
+        e = _load_strict(lambda: Extractor(spec), path, f"{m} extractor")
+        e.weights_path = path
         extractors[m] = e.eval()
     return extractors
 
@@ -196,8 +251,10 @@ def load_extractors(path, device="cpu") -> tuple[dict, Preprocessing]:
     cfg = _read_config(root, (FORMAT, EXTRACTORS_FORMAT))
     try:
         pre = Preprocessing.from_dict(cfg["preprocessing"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{root / 'config.json'}: bad preprocessing config ({e})") from None
+    except KeyError:
+        raise BundleError(f"{root / 'config.json'}: no preprocessing") from None
+    except UAVMError as e:
+        raise BundleError(f"{root / 'config.json'}: {e}") from None
     return {m: e.to(device) for m, e in _extractors(root, cfg).items()}, pre
 
 
@@ -226,13 +283,18 @@ def load_bundle(path, device="cpu") -> Bundle:
     try:
         mcfg = ModelConfig.from_dict(cfg["model"])
         pre = Preprocessing.from_dict(cfg["preprocessing"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{cfg_path}: bad model or preprocessing config ({e})") from None
+    except KeyError as e:
+        raise BundleError(f"{cfg_path}: no {e.args[0]} config") from None
+    except TypeError as e:  # a missing or unknown field
+        raise BundleError(f"{cfg_path}: bad model config ({e})") from None
+    except UAVMError as e:
+        raise BundleError(f"{cfg_path}: {e}") from None
     if mcfg.seq_len != pre.seq_len:
         raise BundleError(f"{cfg_path}: model seq_len {mcfg.seq_len} != preprocessing seq_len {pre.seq_len}")
-    model = UAVM(mcfg)
-    _load_strict(model, _resolve(root, cfg.get("weights", "model.safetensors")), "model")
-    labels = read_labels(_resolve(root, cfg.get("labels", "labels.csv")))
+    if not isinstance(cfg.get("task", {}), dict):
+        raise BundleError(f"{cfg_path}: task must be an object")
+    model = _load_strict(lambda: UAVM(mcfg), _resolve(root, cfg.get("weights", "model.safetensors")), "model")
+    labels = read_labels(_resolve(root, cfg.get("labels", "labels.csv"), "label"))
     if len(labels) != mcfg.num_classes:
         raise BundleError(f"{root}: {len(labels)} labels for a model with {mcfg.num_classes} classes")
     extractors = _extractors(root, cfg)

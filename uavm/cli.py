@@ -51,10 +51,15 @@ def cmd_predict(a) -> int:
     from .bundle import load_bundle
     from .inference import Pipeline
 
+    from .inference import check_top_k, check_window
+
     if not a.clips and a.audio_features is None and a.video_features is None:
         _err("give clips, or --audio-features / --video-features")
         return 2
+    # the same checks, and the same messages, as the app's API
+    a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
     pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device, a.precision)
+    check_top_k(a.top_k, len(pipe.bundle.labels))
     failed = 0
     clips = expand_clips(a.clips)
 
@@ -85,7 +90,8 @@ def cmd_predict(a) -> int:
                 print(json.dumps({"clip": str(name), "error": msg}), flush=True)
             continue
         if a.json:
-            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}), flush=True)
+            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}, allow_nan=False),
+                  flush=True)
         else:
             _print_human(str(name), pred, a.top_k)
     return 1 if failed else 0
@@ -96,14 +102,14 @@ MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", "
 
 
 def expand_clips(items) -> list:
-    """Files as given; folders become their media files (by extension), sorted."""
+    """Files as given; folders become their media files (by extension), sorted. A folder
+    with none stays as it is, so that it is reported (not a regular file), never skipped."""
     out = []
     for it in items:
         p = Path(it)
-        if p.is_dir():
-            out += sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT)
-        else:
-            out.append(str(it))
+        found = sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT) \
+            if p.is_dir() else []
+        out += found or [str(it)]
     return out
 
 

@@ -8,10 +8,16 @@ changes afterwards reuses them, keyed by content:
 * muting an audio span: the audio features of that waveform are computed (and kept);
 * blanking a video span: frames are independent, so only the black frame's feature
   is ever computed, once per frame size, and spliced in.
+
+Shared by every session of a server, it is safe to call from many threads: decoding
+(file I/O, in isolated processes) happens outside the model lock, bounded by its own
+slots, so slow uploads queue behind each other and never in front of another user's
+cached work; only the networks' passes are serialised by ``model_lock``.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -19,10 +25,13 @@ from typing import Optional
 
 import numpy as np
 
-from .inference import Pipeline, Prediction, apply_spans, span_mask, window_span
+from .errors import UAVMError
+from .inference import Pipeline, Prediction, apply_spans, check_window, nothing_left, span_mask, window_span
+from .media import regular_file
 
 
 def file_digest(path, chunk: int = 1 << 20) -> str:
+    regular_file(path)  # never a FIFO or a device: hashing one would block or never end
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while b := f.read(chunk):
@@ -63,29 +72,63 @@ class Analysis:
 
 
 class Explorer:
-    def __init__(self, pipeline: Pipeline, cache_size: int = 16):
+    def __init__(self, pipeline: Pipeline, cache_size: int = 16, model_lock=None, decode_slots=None):
         self.pipe = pipeline
         self.decoded = LRU(cache_size)
         self.audio_feats = LRU(cache_size * 4)
         self.video_feats = LRU(cache_size)
         self.black = {}
+        # a server shares one model lock and one set of decode slots among all its models
+        self.model_lock = model_lock or threading.Lock()
+        self.decode_slots = decode_slots or threading.BoundedSemaphore(2)
+        self._decoding: dict = {}  # key -> Event while a decode runs (one decode per key)
+        self._cache_lock = threading.Lock()  # held for dict operations only, never for work
+
+    def decode(self, path, start: float, digest: str, say=lambda f, msg: None):
+        """The decoded window (every stream the file has), from the cache or decoded once,
+        outside the model lock; -> ((wav, frames, missing), reused?)."""
+        key = (digest, round(float(start), 3))
+        while True:
+            with self._cache_lock:
+                if key in self.decoded:
+                    return self.decoded.get_or(key, None)[0], True
+                running = self._decoding.get(key)
+                if running is None:
+                    running = self._decoding[key] = threading.Event()
+                    break
+            running.wait()  # the same window is being decoded for someone else: share it
+        try:
+            say(0.05, "decoding the clip")
+            with self.decode_slots:
+                value = self.pipe.decode(path, start)
+            with self._cache_lock:
+                self.decoded.get_or(key, lambda: value)
+            return value, False
+        finally:
+            with self._cache_lock:
+                self._decoding.pop(key).set()
 
     def run(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
             mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None) -> Analysis:
         """``progress(fraction, message)`` hears about the slow stages when they run."""
         t0 = time.perf_counter()
+        start, mute, blank = check_window(start, mute, blank)
         say = progress or (lambda f, msg: None)
         timings, reused = {}, []
-        pre = self.pipe.pre
-        secs = pre.clip_seconds
         key = (digest or file_digest(path), round(float(start), 3))
         # decode every stream the file has, once; on/off switches only choose among them
-        if key not in self.decoded:
-            say(0.05, "decoding the clip")
-        (wav, frames, missing), hit = self.decoded.get_or(key, lambda: self.pipe.decode(path, start))
+        (wav, frames, missing), hit = self.decode(path, start, key[0], say)
         if hit:
             reused.append("decode")
         timings["decode"] = (time.perf_counter() - t0) * 1000
+        with self.model_lock:  # the networks' passes, one at a time
+            return self._analyse(key, wav, frames, missing, start, audio, video, mute, blank, say, t0,
+                                 timings, reused)
+
+    def _analyse(self, key, wav, frames, missing, start, audio, video, mute, blank, say, t0, timings,
+                 reused) -> Analysis:
+        pre = self.pipe.pre
+        secs = pre.clip_seconds
         missing = {m: why for m, why in missing.items()}
         mute_w, blank_w = window_span(mute, start, secs), window_span(blank, start, secs)
 
@@ -124,11 +167,11 @@ class Explorer:
         t = time.perf_counter()
         pred, err = None, None
         if not feats:
-            err = "nothing to predict from: " + "; ".join(f"{m} {why}" for m, why in missing.items())
+            err = nothing_left(missing)
         else:
             try:
                 pred = self.pipe.predict_features(feats.get("audio"), feats.get("video"), missing)
-            except ValueError as e:  # e.g. the cross-modal model with one modality off
+            except UAVMError as e:  # e.g. the cross-modal model with one modality off
                 err = str(e)
         timings["model"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000

@@ -17,8 +17,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 
+from .errors import UAVMError, number
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class PreprocessingError(UAVMError):
+    """Preprocessing or extractor settings that cannot be used; the message names the field."""
+
+
+def _check_fields(obj, limits: dict, where: str) -> None:
+    for name, (lo, hi, integer) in limits.items():
+        setattr(obj, name, number(f"{where} {name}", getattr(obj, name), lo, hi, integer, error=PreprocessingError))
 
 
 @dataclass
@@ -31,6 +42,12 @@ class AudioPre:
     frame_shift_ms: float = 10.0
     frame_length_ms: float = 25.0
 
+    def __post_init__(self):
+        _check_fields(self, {"sample_rate": (1000, 384000, True), "num_mel_bins": (1, 512, True),
+                             "target_length": (1, 100_000, True), "mean": (-1e6, 1e6, False),
+                             "std": (1e-6, 1e6, False), "frame_shift_ms": (0.1, 1000, False),
+                             "frame_length_ms": (0.1, 1000, False)}, "audio preprocessing")
+
 
 @dataclass
 class VideoPre:
@@ -38,6 +55,15 @@ class VideoPre:
     short_side: int = 224
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+
+    def __post_init__(self):
+        _check_fields(self, {"fps": (0.1, 60, False), "short_side": (16, 4096, True)}, "video preprocessing")
+        for name, lo in (("mean", -1e6), ("std", 1e-6)):
+            v = getattr(self, name)
+            if not isinstance(v, (tuple, list)) or len(v) != 3:
+                raise PreprocessingError(f"video preprocessing {name} must be three numbers (R, G, B), got {v!r}")
+            setattr(self, name, tuple(number(f"video preprocessing {name}", x, lo, 1e6, error=PreprocessingError)
+                                      for x in v))
 
 
 @dataclass
@@ -48,6 +74,12 @@ class Preprocessing:
     seq_len: int = 30  # time steps the Transformer sees (pad with zeros / cut)
     feature_dtype: str = "float16"  # the released features were stored as float16; we round the same way
 
+    def __post_init__(self):
+        _check_fields(self, {"clip_seconds": (0.1, 3600, False), "seq_len": (1, 4096, True)}, "preprocessing")
+        if self.feature_dtype not in ("float16", "bfloat16", "float32"):
+            raise PreprocessingError(f"preprocessing feature_dtype must be float16, bfloat16 or float32, "
+                                     f"got {self.feature_dtype!r}")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["video"]["mean"], d["video"]["std"] = list(self.video.mean), list(self.video.std)
@@ -55,10 +87,17 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        d = dict(d)
-        a, v = AudioPre(**d.pop("audio", {})), d.pop("video", {})
-        v = VideoPre(**{**v, **{k: tuple(v[k]) for k in ("mean", "std") if k in v}})
-        return cls(audio=a, video=v, **d)
+        def obj(x, what):
+            if not isinstance(x, dict):
+                raise PreprocessingError(f"{what} is a JSON object, got {type(x).__name__}")
+            return dict(x)
+
+        try:
+            d = obj(d, "preprocessing")
+            a, v = AudioPre(**obj(d.pop("audio", {}), "audio preprocessing")), obj(d.pop("video", {}), "video preprocessing")
+            return cls(audio=a, video=VideoPre(**v), **d)
+        except TypeError as e:  # an unknown or missing field
+            raise PreprocessingError(f"preprocessing: {e}") from None
 
     @classmethod
     def for_dataset(cls, dataset: str) -> "Preprocessing":
@@ -94,6 +133,58 @@ def normalize_frames(frames: np.ndarray | torch.Tensor, pre: VideoPre) -> torch.
     return (x - mean) / std
 
 
+# What an extractor spec (data in a bundle's config.json) may say: a timm ConvNeXt and the
+# options that shape its architecture. Anything else (checkpoint_path, pretrained_cfg_overlay,
+# ...) would make timm read files or fetch weights, and is refused.
+_ARCH_KWARGS = {
+    "in_chans": lambda v: number("in_chans", v, 1, 4, True, PreprocessingError),
+    "num_classes": lambda v: number("num_classes", v, 0, 100_000, True, PreprocessingError),
+    "depths": lambda v: _ints("depths", v, 0, 64),
+    "dims": lambda v: _ints("dims", v, 1, 4096),
+    "kernel_sizes": lambda v: _ints("kernel_sizes", v, 1, 31) if isinstance(v, (list, tuple))
+    else number("kernel_sizes", v, 1, 31, True, PreprocessingError),
+    "ls_init_value": lambda v: None if v is None else number("ls_init_value", v, 0, 10, False, PreprocessingError),
+    "conv_mlp": lambda v: _bool("conv_mlp", v),
+    "conv_bias": lambda v: _bool("conv_bias", v),
+    "use_grn": lambda v: _bool("use_grn", v),
+    "head_norm_first": lambda v: _bool("head_norm_first", v),
+}
+
+
+def _ints(name, v, lo, hi):
+    if not isinstance(v, (list, tuple)) or len(v) != 4:
+        raise PreprocessingError(f"extractor {name} must be a list of 4 whole numbers, got {v!r}")
+    return [number(f"extractor {name}", x, lo, hi, True, PreprocessingError) for x in v]
+
+
+def _bool(name, v):
+    if not isinstance(v, bool):
+        raise PreprocessingError(f"extractor {name} must be true or false, got {v!r}")
+    return v
+
+
+def check_extractor_spec(spec) -> dict:
+    """The spec with its arch and kwargs checked, or a one-line PreprocessingError."""
+    if not isinstance(spec, dict):
+        raise PreprocessingError(f"an extractor spec is a JSON object, got {type(spec).__name__}")
+    unknown = set(spec) - {"arch", "kwargs", "modality", "weights"}
+    if unknown:
+        raise PreprocessingError(f"extractor spec: unknown keys {sorted(map(str, unknown))}")
+    arch = spec.get("arch")
+    if not (isinstance(arch, str) and arch.startswith("convnext") and timm.is_model(arch)):
+        raise PreprocessingError(f"extractor arch must be one of timm's ConvNeXt models, got {arch!r}")
+    if spec.get("modality") not in ("audio", "video"):
+        raise PreprocessingError(f"extractor modality must be audio or video, got {spec.get('modality')!r}")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise PreprocessingError(f"extractor kwargs is a JSON object, got {type(kwargs).__name__}")
+    bad = sorted(map(str, set(kwargs) - set(_ARCH_KWARGS)))
+    if bad:
+        raise PreprocessingError(f"extractor kwargs may only shape the architecture ({', '.join(sorted(_ARCH_KWARGS))}); "
+                                 f"refused: {', '.join(bad)}")
+    return {**spec, "kwargs": {k: _ARCH_KWARGS[k](v) for k, v in kwargs.items()}}
+
+
 class Extractor(nn.Module):
     """A frozen timm ConvNeXt used as a feature extractor.
 
@@ -105,10 +196,9 @@ class Extractor(nn.Module):
 
     def __init__(self, spec: dict):
         super().__init__()
+        spec = check_extractor_spec(spec)
         self.spec = dict(spec)
         self.modality = spec["modality"]
-        if self.modality not in ("audio", "video"):
-            raise ValueError(f"extractor modality must be audio or video, got {self.modality!r}")
         self.net = timm.create_model(spec["arch"], pretrained=False, **spec.get("kwargs", {}))
         self.dim = self.net.num_features
         self.eval()

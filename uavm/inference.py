@@ -10,6 +10,7 @@ import torch
 
 from . import media
 from .bundle import Bundle
+from .errors import InputError, UAVMError, number
 from .features import audio_features_many, fbank, to_model_input, video_features
 
 
@@ -49,6 +50,7 @@ class Prediction:
         s = self.scores(which)
         if s is None:
             return None
+        k = check_top_k(k, len(s))
         order = np.argsort(-s, kind="stable")[:k]
         return [{"label": self.labels[i].name, "index": int(i), "score": float(s[i])} for i in order]
 
@@ -64,11 +66,43 @@ class Prediction:
         return d
 
 
+# -- what a request may ask: one set of checks for the CLI, the app and its API ------------
+SPANS = {"mute": "the muted span", "blank": "the blanked span"}
+
+
+def check_span(which: str, span):
+    """None, or (from, to): finite clip seconds, 0 <= from < to."""
+    if span is None:
+        return None
+    name = SPANS[which]
+    if not isinstance(span, (tuple, list)) or len(span) != 2:
+        raise InputError(f"{name} must be two times in seconds, FROM and TO")
+    a = number(f"{name}'s FROM", span[0], lo=0)
+    b = number(f"{name}'s TO", span[1], lo=0)
+    if not a < b:
+        raise InputError(f"{name} must start before it ends, got FROM {a:g} s and TO {b:g} s")
+    return a, b
+
+
+def check_window(start=0.0, mute=None, blank=None):
+    """-> (start, mute, blank) checked: start finite and >= 0, spans as ``check_span``."""
+    return number("start", start, lo=0), check_span("mute", mute), check_span("blank", blank)
+
+
+def nothing_left(missing: dict) -> str:
+    """The message when neither modality is left, with the reasons."""
+    return "nothing left to predict from (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")"
+
+
+def check_top_k(k, classes: int) -> int:
+    return number("top k", k, lo=1, hi=classes, integer=True)
+
+
 def window_span(span, start: float, seconds: float):
     """(from, to) in clip seconds -> the same span relative to the window, clipped; None if empty."""
     if not span:
         return None
-    a, b = sorted(float(x) for x in span)
+    a, b = (float(x) for x in span)
     a, b = max(a - start, 0.0), min(b - start, seconds)
     return (a, b) if b > a else None
 
@@ -105,26 +139,32 @@ class FeatureExtractor:
     def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True):
         """-> (waveform or None, frames or None, missing). The file is decoded in a child
         process within ``self.limits`` (see ``uavm.media.Limits``)."""
-        if start < 0:
-            raise ValueError("start offset must be >= 0 seconds")
+        start = check_window(start)[0]
         pre = self.pre
         w = media.decode_window(path, start, pre.clip_seconds, pre.audio.sample_rate, pre.video.fps,
                                 pre.video.short_side, audio, video, self.limits)
         info = w.info
         if info.duration is not None and start >= info.duration and start > 0:
-            raise ValueError(f"{path}: start offset {start:g} s is past the end of the clip ({info.duration:.2f} s)")
+            raise media.MediaError(f"{path}: start offset {start:g} s is past the end of the clip "
+                                   f"({info.duration:.2f} s)")
         missing = {}
+        wav, frames = w.wav, w.frames
         for m, wanted, has in (("audio", audio, info.has_audio), ("video", video, info.has_video)):
             if not wanted:
                 missing[m] = "turned off"
             elif not has:
                 missing[m] = f"the file has no {m} stream"
-        return w.wav, w.frames, missing
+        # a stream that decodes to nothing in this window is missing, not silence or black
+        if wav is not None and len(wav) == 0:
+            wav, missing["audio"] = None, "the audio stream has no samples in this window"
+        if frames is not None and len(frames) == 0:
+            frames, missing["video"] = None, "the video stream has no frames in this window"
+        return wav, frames, missing
 
     def _extractor(self, m: str):
         e = self.extractors.get(m)
         if e is None:
-            raise RuntimeError(f"{self.name} has no {m} feature extractor "
+            raise UAVMError(f"{self.name} has no {m} feature extractor "
                                f"(import one with --{m}-extractor, or predict from features)")
         return e
 
@@ -137,6 +177,7 @@ class FeatureExtractor:
     def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                  mute=None, blank=None) -> Features:
         """``mute`` / ``blank``: (from, to) seconds of the clip to silence / turn black."""
+        start, mute, blank = check_window(start, mute, blank)
         return self.features_of(self.decode(path, start, audio, video), start, mute, blank)
 
     def features_of(self, decoded, start: float = 0.0, mute=None, blank=None) -> Features:
@@ -192,10 +233,10 @@ class Pipeline(FeatureExtractor):
                 continue
             f = np.asarray(f)
             want = getattr(cfg, f"{m}_dim")
-            if f.ndim != 2 or f.shape[1] != want:
-                raise ValueError(f"{m} features must have shape (T, {want}), got {tuple(f.shape)}")
+            if f.ndim != 2 or f.shape[1] != want or not np.issubdtype(f.dtype, np.number):
+                raise InputError(f"{m} features must have shape (T, {want}), got {tuple(f.shape)}")
             if not np.isfinite(f).all():
-                raise ValueError(f"{m} features contain NaN or infinite values")
+                raise InputError(f"{m} features contain NaN or infinite values")
             inputs[m] = to_model_input(f, cfg.seq_len).to(self.device)
         out = self.bundle.model(inputs.get("audio"), inputs.get("video"))
         logits = {"fused": out.fused[0].float().cpu().numpy()}
@@ -207,6 +248,10 @@ class Pipeline(FeatureExtractor):
                 attention[m] = torch.stack([a[0] for a in p.attention]).float().cpu().numpy()
         if out.joint is not None:
             attention["joint"] = torch.stack([a[0] for a in out.joint.attention]).float().cpu().numpy()
+        bad = [m for m, z in logits.items() if z is not None and not np.isfinite(z).all()]
+        if bad:  # never a NaN in an answer: this clip fails, with the likely reason
+            raise UAVMError(f"the model gave non-finite {bad[0]} scores (NaN or infinity) for this input: "
+                            f"its weights may be damaged")
         return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, dict(missing or {}))
 
     def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
@@ -221,6 +266,7 @@ class Pipeline(FeatureExtractor):
         from concurrent.futures import ThreadPoolExecutor
 
         paths = list(paths)
+        start, mute, blank = check_window(start, mute, blank)
         batch = max(batch or (8 if self.device.type == "cuda" else 1), 1)
         ahead = max(workers, 1) * 2 + batch
 
@@ -252,5 +298,5 @@ class Pipeline(FeatureExtractor):
 
     def _predict(self, path, f: Features) -> Prediction:
         if f.audio is None and f.video is None:
-            raise ValueError(f"{path}: nothing left to predict from ({'; '.join(f'{k}: {v}' for k, v in f.missing.items())})")
+            raise UAVMError(f"{path}: {nothing_left(f.missing)}")
         return self.predict_features(f.audio, f.video, f.missing)

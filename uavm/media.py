@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,48 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import UAVMError
 
-class MediaError(ValueError):
+
+class MediaError(UAVMError):
     """The file cannot be used; the message says why, in one line."""
+
+
+# FFmpeg reads the one file it is given and nothing else: only the file protocol (no
+# network, pipes or devices), and only demuxers of self-contained media containers. Left
+# out on purpose: playlists and manifests (hls, dash), concat lists, image sequences
+# (image2 patterns), imf, sdp/rtp and the like, which open further files or addresses
+# named inside the file.
+DEMUXERS = ("mov", "matroska", "avi", "wav", "w64", "mp3", "flac", "ogg", "aac", "mpegts", "mpeg", "flv",
+            "asf", "aiff", "caf", "amr", "ac3", "eac3", "ivf", "obu", "h264", "hevc", "m4v", "mpegvideo",
+            "wv", "ape", "dts", "truehd", "nut")
+FFMPEG_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": ",".join(DEMUXERS)}
+# what such references look like at the top of a file (decord's FFmpeg takes no whitelist,
+# so it only ever sees a file that passed PyAV's gate, and never one that starts like this)
+_REFERENCE_MAGIC = (b"#EXTM3U", b"ffconcat", b"<?xml", b"<MPD", b"[playlist]", b"v=0")
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def regular_file(path) -> Path:
+    """``path`` if it names a non-empty regular file; else a one-line MediaError saying what
+    it is. Checked before anything opens, hashes or decodes it (a FIFO or a device would
+    block or never end)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path) or "\0" in str(path):
+        raise MediaError(f"a media file is named by a path, got {type(path).__name__}")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MediaError(f"{path}: no such file") from None
+    except OSError as e:
+        raise MediaError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a file")
+        raise MediaError(f"{path}: not a regular file ({kind})")
+    if st.st_size == 0:
+        raise MediaError(f"{path}: the file is empty")
+    return Path(path)
 
 
 @dataclass
@@ -33,20 +73,21 @@ class MediaInfo:
     codec: str = ""
     streams: int = 0
     size_bytes: int = 0
+    container: str = ""  # the demuxer FFmpeg chose (one of DEMUXERS)
 
 
 def _open(path):
     import av
 
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(f"{path}: no such file")
-    if not p.is_file():
-        raise MediaError(f"{path}: not a regular file")
-    if p.stat().st_size == 0:
-        raise MediaError(f"{path}: the file is empty")
+    p = regular_file(path)
+    with open(p, "rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")  # a BOM or blank lines first
+    if head.startswith(_REFERENCE_MAGIC):
+        raise MediaError(f"{path}: a playlist or reference file, not a media file (only self-contained "
+                         "audio and video files are read)")
     try:
-        return av.open(str(p))
+        # an absolute path: a name like "http:x" or "pipe:0" is a file here, never a protocol
+        return av.open(os.path.abspath(p), options=dict(FFMPEG_OPTIONS))
     except Exception as e:  # PyAV raises many kinds: all mean "not a media file we can read"
         raise MediaError(f"{path}: not a readable audio or video file ({type(e).__name__})") from None
 
@@ -71,7 +112,7 @@ def probe(path) -> MediaInfo:
                          v.codec_context.width if v is not None else 0,
                          v.codec_context.height if v is not None else 0,
                          rot, v.codec_context.name if v is not None else "", len(c.streams),
-                         Path(path).stat().st_size)
+                         Path(path).stat().st_size, c.format.name)
 
 
 def load_audio(path, sample_rate: int = 16000, start: float = 0.0, seconds: float = 10.0) -> Optional[np.ndarray]:
@@ -214,8 +255,10 @@ def _frames_decord(path, info, fps, short_side, start, seconds) -> np.ndarray:
     import decord
 
     w, h = scaled_size(info.width, info.height, short_side)
+    if info.container.split(",")[0] not in DEMUXERS:  # decord's FFmpeg has no whitelist: PyAV's gate first
+        raise MediaError(f"{path}: container {info.container!r} is not read")
     try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=w, height=h, num_threads=1)
+        vr = decord.VideoReader(os.path.abspath(path), ctx=decord.cpu(0), width=w, height=h, num_threads=1)
         n = len(vr)
         if n == 0:
             return np.zeros((0, h, w, 3), np.uint8)
@@ -298,7 +341,14 @@ def _vsz_mb() -> float:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _child(conn, args, kwargs, memory_mb):
+def checked_probe(path, limits: "Limits" = None) -> MediaInfo:
+    """``probe`` and the limits (in this process)."""
+    info = probe(path)
+    check(info, limits or Limits())
+    return info
+
+
+def _child(conn, fn, args, kwargs, memory_mb):
     try:
         import resource
 
@@ -309,7 +359,7 @@ def _child(conn, args, kwargs, memory_mb):
     if os.environ.get("UAVM_DECODE_DEBUG"):
         print(f"decoder {os.getpid()}: {_vsz_mb():.0f} MiB mapped before the cap", file=sys.stderr)
     try:
-        conn.send(("ok", read_window(*args, **kwargs)))
+        conn.send(("ok", _JOBS[fn](*args, **kwargs)))
     except MediaError as e:
         conn.send(("media", str(e)))
     except MemoryError:
@@ -320,7 +370,30 @@ def _child(conn, args, kwargs, memory_mb):
         conn.close()
 
 
+_JOBS = {"read_window": read_window, "probe": checked_probe}
 _CTX = None
+_START = None  # a lock: starting a decoder briefly hides the parent's __main__ (see _start)
+
+
+def _start(proc) -> None:
+    """Start a decoder without the parent's ``__main__``. multiprocessing would re-run the
+    parent's script in the child (a script without a ``__main__`` guard would run again,
+    ``python - <<EOF`` would fail to find ``<stdin>``); the decoder needs nothing from it."""
+    global _START
+    import threading
+
+    if _START is None:
+        _START = threading.Lock()
+    main = sys.modules.get("__main__")
+    with _START:
+        saved = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+        try:
+            if main is not None and "__spec__" in saved:
+                main.__spec__ = None
+            proc.start()
+        finally:
+            if main is not None:
+                main.__dict__.update(saved)
 
 
 def _context():
@@ -335,21 +408,15 @@ def _context():
     return _CTX
 
 
-def decode_window(path, start: float, seconds: float, sample_rate: int, fps: float, short_side: int,
-                  audio: bool = True, video: bool = True, limits: Limits = Limits()) -> Window:
-    """``read_window`` in a child process with a time limit and a memory cap: a decoder
-    that crashes, hangs or balloons on a hostile file costs that file only."""
-    if not limits.isolate:
-        return read_window(path, start, seconds, sample_rate, fps, short_side, audio, video, limits)
-    p = Path(path)
-    if not p.is_file():  # cheap refusals need no process
-        raise MediaError(f"{path}: no such file" if not p.exists() else f"{path}: not a regular file")
+def _isolated(fn: str, path, args: tuple, limits: "Limits"):
+    """``_JOBS[fn](path, *args, limits=limits)`` in a child process with a time limit and a
+    memory cap: a decoder that crashes, hangs or balloons on a hostile file costs that file only."""
+    regular_file(path)  # cheap refusals need no process
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, daemon=True,
-                       args=(child, (str(path), start, seconds, sample_rate, fps, short_side, audio, video),
-                             {"limits": limits}, limits.memory_mb))
-    proc.start()
+                       args=(child, fn, (str(path), *args), {"limits": limits}, limits.memory_mb))
+    _start(proc)
     child.close()
     try:
         if not parent.poll(limits.timeout_s):
@@ -368,3 +435,19 @@ def decode_window(path, start: float, seconds: float, sample_rate: int, fps: flo
     if kind != "ok":
         raise MediaError(value)
     return value
+
+
+def decode_window(path, start: float, seconds: float, sample_rate: int, fps: float, short_side: int,
+                  audio: bool = True, video: bool = True, limits: Limits = Limits()) -> Window:
+    """``read_window`` in an isolated child process (see ``_isolated``)."""
+    if not limits.isolate:
+        return read_window(path, start, seconds, sample_rate, fps, short_side, audio, video, limits)
+    return _isolated("read_window", path, (start, seconds, sample_rate, fps, short_side, audio, video), limits)
+
+
+def probe_isolated(path, limits: Limits = Limits()) -> MediaInfo:
+    """``probe`` (and the limits) in an isolated child process: what a server asks of an
+    upload before decoding it goes through the same door as the decoding."""
+    if not limits.isolate:
+        return checked_probe(path, limits)
+    return _isolated("probe", path, (), limits)

@@ -23,7 +23,17 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from .errors import UAVMError, number
+
 KINDS = ("unified", "independent", "cross_modal")
+
+
+class ModelInputError(UAVMError):
+    """Inputs the model cannot take (e.g. one modality for the cross-modal model)."""
+
+
+class ConfigError(UAVMError):
+    """An architecture that cannot be built; the message names the field."""
 
 
 @dataclass
@@ -47,16 +57,22 @@ class ModelConfig:
     video_dim: int = 1024
     mlp_ratio: float = 4.0
 
+    # every field's range: a config is data read from a file, checked before anything is built
+    LIMITS = {"num_classes": (1, 100_000), "n_specific": (0, 64), "n_shared": (0, 64), "embed_dim": (1, 16384),
+              "shared_dim": (1, 16384), "num_heads": (1, 256), "seq_len": (1, 4096), "audio_dim": (1, 16384),
+              "video_dim": (1, 16384)}
+
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"model kind must be one of {KINDS}, got {self.kind!r}")
-        if self.n_specific < 0 or self.n_shared < 0:
-            raise ValueError("n_specific and n_shared must be >= 0")
+            raise ConfigError(f"model kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        for name, (lo, hi) in self.LIMITS.items():
+            setattr(self, name, number(f"model {name}", getattr(self, name), lo, hi, integer=True, error=ConfigError))
+        self.mlp_ratio = number("model mlp_ratio", self.mlp_ratio, 0.01, 64, error=ConfigError)
         if self.kind == "cross_modal" and self.n_shared == 0:
-            raise ValueError("the cross-modal model needs n_shared >= 1 (its shared layers do the fusion)")
+            raise ConfigError("the cross-modal model needs n_shared >= 1 (its shared layers do the fusion)")
         for name, dim in (("embed_dim", self.embed_dim), ("shared_dim", self.shared_dim)):
             if dim % self.num_heads:
-                raise ValueError(f"{name}={dim} is not divisible by num_heads={self.num_heads}")
+                raise ConfigError(f"model {name}={dim} is not divisible by num_heads={self.num_heads}")
 
     @property
     def n_layers(self) -> int:
@@ -67,10 +83,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"a model config is a JSON object, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown model config keys: {sorted(map(str, unknown))}")
         return cls(**d)
 
 
@@ -206,7 +224,7 @@ class UAVM(nn.Module):
     def forward(self, audio: Optional[torch.Tensor] = None, video: Optional[torch.Tensor] = None) -> Output:
         """audio, video: (B, T, D) L2-normalised features, either may be None."""
         if audio is None and video is None:
-            raise ValueError("nothing to predict from: both audio and video are missing")
+            raise ModelInputError("nothing left to predict from: both audio and video are missing")
         if self.cfg.kind == "cross_modal":
             return self._cross(audio, video)
         a = self._single("audio", audio) if audio is not None else None
@@ -220,7 +238,7 @@ class UAVM(nn.Module):
     def _cross(self, audio, video) -> Output:
         if audio is None or video is None:
             missing = "audio" if audio is None else "video"
-            raise ValueError(f"the cross-modal attention model needs both modalities; {missing} is missing")
+            raise ModelInputError(f"the cross-modal attention model needs both modalities; {missing} is missing")
         a, v, j = Pass(None), Pass(None), Pass(None)
         xa = self._specific("audio", audio, a)
         xv = self._specific("video", video, v)

@@ -1,0 +1,62 @@
+"""The one error base for bad input, and the checks that raise it.
+
+``UAVMError`` means "the input is wrong, and the message (one line) says how": a file
+that cannot be decoded, a bundle that does not load, a parameter out of range. The CLI
+and the app catch it and show the message. Anything else that escapes is a bug and
+keeps its traceback.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+
+class UAVMError(ValueError):
+    """Bad input; ``str(e)`` is one line that says what is wrong."""
+
+    def __init__(self, message: str = ""):
+        # one line, whatever the caller built: a newline would break the CLI's and the app's messages
+        message = " ".join(str(message).split()) or type(self).__name__
+        super().__init__(message)
+
+
+class InputError(UAVMError):
+    """A parameter out of its range or of the wrong type."""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line of text, never empty."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines and lines[0].strip() else type(e).__name__
+
+
+def number(name: str, value, lo=None, hi=None, integer: bool = False, error=InputError):
+    """``value`` as an int or a finite float in [lo, hi], or ``error`` naming ``name``.
+    Booleans and strings are not numbers here."""
+    kind = "a whole number" if integer else "a finite number"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if integer and ok and not isinstance(value, numbers.Integral):
+        ok = float(value).is_integer()  # 5.0 from a JSON client is the whole number 5
+    if not ok:
+        raise error(f"{name} must be {kind}{_range(lo, hi)}, got {value!r}")
+    value = int(value) if integer else float(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise error(f"{name} must be {kind}{_range(lo, hi)}, got {value!r}")
+    return value
+
+
+def _range(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f" from {lo:g} to {hi:g}"
+    if lo is not None:
+        return f" >= {lo:g}"
+    if hi is not None:
+        return f" <= {hi:g}"
+    return ""
+
+
+def flag(name: str, value, error=InputError) -> bool:
+    """A strict boolean: True or False, nothing that merely looks like one."""
+    if not isinstance(value, bool):
+        raise error(f"{name} must be true or false, got {value!r}")
+    return value
