@@ -25,6 +25,51 @@ def json_lines(stdout: str) -> list:
     return [json.loads(l) for l in stdout.splitlines() if l.strip()]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`python -m uavm app ...` started as a user starts it, on a free loopback port."""
+
+    def __init__(self, log_dir, *args, env=None, wait=True):
+        import time
+        import urllib.request
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = log_dir / f"app-{self.port}.log"
+        with open(self.log, "w") as f:
+            self.proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(self.port), "--device", "cpu",
+                                          *map(str, args)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
+        deadline = time.time() + 180
+        while wait and time.time() < deadline:
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return
+            except urllib.error.HTTPError:  # e.g. 401 behind a login: it is up
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError("the app exited:\n" + self.log.read_text())
+                time.sleep(0.5)
+        if wait:
+            self.stop()
+            raise AssertionError("the app did not start:\n" + self.log.read_text())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("media")

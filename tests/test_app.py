@@ -1,17 +1,12 @@
 """The app, launched as a user launches it, driven through its API and in a real browser."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import ROOT, json_lines, run_cli
+from .conftest import ROOT, AppServer, json_lines, run_cli
 
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -20,36 +15,11 @@ EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
 pytestmark = pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(port), "--device", "cpu"],
-                                cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError("the app exited:\n" + log.read_text())
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError("the app did not start:\n" + log.read_text())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    app = AppServer(tmp_path_factory.mktemp("app"))
+    yield app.url
+    app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +38,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_the_api_answers_as_uavm_predict_does(client, case):
     kwargs, flags = CASES[case]
-    got = client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict", **kwargs)
+    got = client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict", include_attention=True, **kwargs)
     r = run_cli("predict", EXAMPLES[0], "--json", "--device", "cpu", *flags)
     assert r.returncode == 0, r.stderr
     (want,) = json_lines(r.stdout)
@@ -77,7 +47,13 @@ def test_the_api_answers_as_uavm_predict_does(client, case):
         if want[m] is not None:
             np.testing.assert_allclose(got[m]["logits"], want[m]["logits"], rtol=1e-5, atol=1e-5)
             assert [t["label"] for t in got[m]["top"]] == [t["label"] for t in want[m]["top"]]
-    assert np.array(got["attention"][next(iter(got["attention"]))]).ndim == 4
+    assert set(got["attention"]) == set(want["attention"])
+    for m in want["attention"]:
+        np.testing.assert_allclose(got["attention"][m], want["attention"][m], atol=1e-5)
+
+
+def test_the_api_sends_attention_only_when_asked(client):
+    assert "attention" not in client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
 
 
 def test_a_blanked_span_changes_only_the_video_answer(client):

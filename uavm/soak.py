@@ -28,7 +28,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 5, log=print) -> dict:
+def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 5, fresh: int = 300,
+         idle: float = 60.0, log=print) -> dict:
     from gradio_client import Client, handle_file
 
     port = _free_port()
@@ -80,11 +81,27 @@ def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 
         with ThreadPoolExecutor(concurrent) as ex:
             conc_right = sum(ex.map(burst, range(concurrent)))
         t_conc = time.time() - t0
+        # one-shot clients: each a new session that asks once and goes away
+        before_fresh, t0, fresh_right, half = _rss_mb(proc.pid), time.time(), 0, None
+        for i in range(fresh):
+            if i == fresh // 2:
+                half = _rss_mb(proc.pid)  # the first half warms the allocator; the second shows a leak
+            c, s = jobs[i % len(jobs)]
+            got = Client(url, verbose=False).predict(handle_file(str(c)), api_name="/predict", **s)
+            fresh_right += got["fused"]["logits"] == want[(c, json.dumps(s))]
+        t_fresh = time.time() - t0
+        after_fresh = _rss_mb(proc.pid)
+        time.sleep(idle)  # the server drops idle API sessions: what stays is what leaks
         end = _rss_mb(proc.pid)
         report = {"clips": len(clips), "settings": len(settings), "sequential": sequential,
                   "sequential_right": right, "sequential_seconds": round(t_seq, 1),
                   "concurrent_clients": concurrent, "concurrent_requests": concurrent * rounds,
                   "concurrent_right": conc_right, "concurrent_seconds": round(t_conc, 1),
+                  "fresh_clients": fresh, "fresh_right": fresh_right, "fresh_seconds": round(t_fresh, 1),
+                  "rss_before_fresh_clients_mb": round(before_fresh["VmRSS"], 1),
+                  "rss_growth_over_fresh_clients_mb": round(after_fresh["VmRSS"] - before_fresh["VmRSS"], 1),
+                  "rss_growth_over_second_half_mb": round(after_fresh["VmRSS"] - (half or before_fresh)["VmRSS"], 1),
+                  f"rss_growth_{idle:g}s_later_mb": round(end["VmRSS"] - before_fresh["VmRSS"], 1),
                   "rss_warm_mb": round(warm["VmRSS"], 1), "rss_end_mb": round(end["VmRSS"], 1),
                   "rss_growth_after_warmup_mb": round(end["VmRSS"] - warm["VmRSS"], 1),
                   "peak_rss_mb": round(end["VmHWM"], 1)}
@@ -105,7 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--sequential", type=int, default=300)
     p.add_argument("--concurrent", type=int, default=8)
     p.add_argument("--rounds", type=int, default=5, help="requests per concurrent client")
+    p.add_argument("--fresh", type=int, default=300, help="one-shot clients, each a new session")
     a = p.parse_args(argv)
     clips = a.clips or sorted(str(c) for c in (Path(__file__).resolve().parent.parent / "weights" / "examples").glob("*.mp4"))
-    print(json.dumps(soak(clips, a.sequential, a.concurrent, a.rounds), indent=1))
+    print(json.dumps(soak(clips, a.sequential, a.concurrent, a.rounds, a.fresh), indent=1))
     return 0

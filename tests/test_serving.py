@@ -1,0 +1,247 @@
+"""The app on a public link: hostile clients, as an attacker would send them over HTTP,
+get one-line refusals and the server goes on serving everyone else."""
+import json
+import os
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT, AppServer, run_cli
+
+pytest.importorskip("gradio")
+from gradio_client import Client, handle_file  # noqa: E402
+
+EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
+pytestmark = pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built")
+DEFAULTS = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]  # /predict after media
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    uploads = tmp_path_factory.mktemp("uploads")  # this server's own upload folder
+    app = AppServer(tmp_path_factory.mktemp("app"), env={"GRADIO_TEMP_DIR": str(uploads)})
+    app.uploads = uploads
+    yield app
+    app.stop()
+
+
+def call(url, data, timeout=120):
+    """/predict as a raw HTTP client calls it: -> ("complete", value) or ("error", message)."""
+    base = url + "gradio_api"
+    req = urllib.request.Request(base + "/call/predict", data=json.dumps({"data": data}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    text = urllib.request.urlopen(f"{base}/call/predict/{event}", timeout=timeout).read().decode()
+    kind = text.split("event: ", 1)[1].split("\n", 1)[0].strip()
+    payload = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
+    return kind, (payload["error"] if kind == "error" else payload[0])
+
+
+def upload(url, path, name=None) -> dict:
+    """Gradio's own upload route -> the FileData that names the upload."""
+    boundary = uuid.uuid4().hex
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name or Path(path).name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    body = head + Path(path).read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "gradio_api/upload", data=body,
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    (where,) = json.loads(urllib.request.urlopen(req, timeout=60).read())
+    return {"path": where, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+
+def served(url) -> bool:
+    kind, value = call(url, [upload(url, EXAMPLES[0])] + DEFAULTS)
+    return kind == "complete" and value["fused"] is not None
+
+
+def test_media_that_gradio_did_not_upload_is_refused_and_the_server_goes_on(server, tmp_path):
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(EXAMPLES[0].read_bytes())  # a real clip on the server, never uploaded
+    fifo = server.uploads / "fifo.mp4"
+    os.mkfifo(fifo)
+    hostile = {
+        "a plain string": str(secret),
+        "a dict without Gradio's meta": {"path": str(secret)},
+        "an integer (a file descriptor)": 19,
+        "stdout's descriptor": 1,
+        "a device": "/dev/zero",
+        "a FIFO in the upload folder": str(fifo),
+        "FileData of a file never uploaded": {"path": str(secret), "meta": {"_type": "gradio.FileData"}},
+        "FileData of a missing file": {"path": str(tmp_path / "nope.mp4"), "meta": {"_type": "gradio.FileData"}},
+        "FileData of the upload folder": {"path": str(server.uploads), "meta": {"_type": "gradio.FileData"}},
+        "FileData of a FIFO in the upload folder": {"path": str(fifo), "meta": {"_type": "gradio.FileData"}},
+    }
+    messages = {}
+    for what, media in hostile.items():
+        t = time.time()
+        kind, msg = call(server.url, [media] + DEFAULTS, timeout=30)
+        assert kind == "error" and msg, f"{what}: {kind} {msg!r}"
+        assert "\n" not in msg and time.time() - t < 10, what
+        messages[what] = msg
+    # no oracle: a file that exists and one that does not get the same answer
+    assert messages["FileData of a file never uploaded"].replace(str(secret), "X") == \
+        messages["FileData of a missing file"].replace(str(tmp_path / "nope.mp4"), "X")
+    assert "upload" in messages["a plain string"] and "upload" in messages["a device"]
+    assert served(server.url), "the server stopped answering"
+
+
+@pytest.mark.parametrize("name", ["playlist.m3u8", "playlist.mp4", "list.mp4"])
+def test_an_uploaded_playlist_naming_a_local_file_is_refused(server, tmp_path, name):
+    target = EXAMPLES[0]
+    body = (f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n" if "playlist" in name
+            else f"ffconcat version 1.0\nfile {target}\n")
+    (tmp_path / name).write_text(body)
+    kind, msg = call(server.url, [upload(server.url, tmp_path / name)] + DEFAULTS)
+    assert kind == "error" and ("playlist" in msg or "not a readable" in msg), msg
+    assert str(tmp_path) not in msg and "/tmp/" not in msg  # the server's paths stay hidden
+
+
+def _slow_8k(path):
+    """An 8K clip that takes a couple of seconds to decode but little to upload (~100 KB)."""
+    from uavm.synth import write_media
+
+    f = np.full((30, 4320, 7680, 3), 60, np.uint8)
+    f[:, 1000:1400, 2000:2600] = 200
+    write_media(path, f, 3, np.zeros(16000 * 10, np.float32), options={"preset": "ultrafast"})
+
+
+def test_a_cached_request_is_answered_while_slow_hostile_uploads_decode(server, tmp_path):
+    _slow_8k(tmp_path / "8k.mp4")
+    base = (tmp_path / "8k.mp4").read_bytes()
+    hostile = []
+    for i in range(4):  # four different files (trailing bytes differ), so none is a cache hit
+        (tmp_path / f"8k-{i}.mp4").write_bytes(base + bytes([i]) * 16)
+        hostile.append(upload(server.url, tmp_path / f"8k-{i}.mp4"))
+    mine = upload(server.url, EXAMPLES[1])
+    assert call(server.url, [mine] + DEFAULTS)[0] == "complete"  # decoded and cached once
+    done = {}
+
+    def attack(i):
+        done[i] = (call(server.url, [hostile[i]] + DEFAULTS, timeout=300), time.time())
+
+    threads = [threading.Thread(target=attack, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # the hostile decodes are under way
+    t0 = time.time()
+    kind, _ = call(server.url, [mine] + [False if n == "video_on" else d for n, d in zip(NAMES, DEFAULTS)])
+    answered = time.time()
+    for t in threads:
+        t.join(300)
+    print(f"\ncached request answered in {answered - t0:.3f} s while four 8K uploads decoded "
+          f"(they finished {max(v[1] for v in done.values()) - t0:.1f} s after it started)")
+    assert kind == "complete"
+    assert all(v[0][0] == "complete" for v in done.values()), done
+    assert max(v[1] for v in done.values()) > answered, "the hostile decodes ended first: nothing was measured"
+    assert answered - t0 < 1.0
+
+
+# the same bad value through the API and the CLI: the same one-line message
+MATRIX = [
+    ({"top_k": 0}, ["--top-k", "0"]),
+    ({"top_k": -5}, ["--top-k", "-5"]),
+    ({"top_k": 13}, ["--top-k", "13"]),
+    ({"mute_from": 5.0, "mute_to": 2.0}, ["--mute-audio", "5", "2"]),
+    ({"mute_from": float("nan"), "mute_to": 3.0}, ["--mute-audio", "nan", "3"]),
+    ({"blank_from": 1.0, "blank_to": float("inf")}, ["--blank-video", "1", "inf"]),
+    ({"blank_from": -2.0, "blank_to": 3.0}, ["--blank-video", "-2", "3"]),
+    ({"start": float("nan")}, ["--start", "nan"]),
+    ({"start": -1.0}, ["--start", "-1"]),
+]
+NAMES = ["start", "audio_on", "video_on", "mute_from", "mute_to", "blank_from", "blank_to", "model", "top_k",
+         "include_attention"]
+
+
+@pytest.mark.parametrize("api,cli", MATRIX, ids=[" ".join(c) for _, c in MATRIX])
+def test_bad_parameters_get_the_same_message_from_the_api_and_the_cli(server, api, cli):
+    data = [upload(server.url, EXAMPLES[0])] + [api.get(n, d) for n, d in zip(NAMES, DEFAULTS)]
+    kind, msg = call(server.url, data)
+    r = run_cli("predict", EXAMPLES[0], *cli)
+    assert r.returncode != 0 and kind == "error"
+    assert r.stderr.strip().splitlines() == [f"uavm: {msg}"]
+
+
+@pytest.mark.parametrize("name,value,expect", [
+    ("audio_on", "no", "audio_on must be true or false, got 'no'"),
+    ("video_on", 0, "video_on must be true or false, got 0"),
+    ("model", "../../etc", "unknown model '../../etc'"),
+    ("top_k", "5", "top k must be a whole number"),
+    ("include_attention", "yes", "include_attention must be true or false"),
+])
+def test_api_only_parameters_are_strict(server, name, value, expect):
+    data = [upload(server.url, EXAMPLES[0])] + [value if n == name else d for n, d in zip(NAMES, DEFAULTS)]
+    kind, msg = call(server.url, data)
+    assert kind == "error" and msg.startswith(expect), msg
+
+
+def test_malformed_calls_never_answer_an_empty_error(server):
+    for data in ([], [None], ["x", "y"], [{"meta": {"_type": "gradio.FileData"}}] + DEFAULTS, [[1, 2]] + DEFAULTS):
+        kind, msg = call(server.url, data)
+        assert kind == "error" and msg, (data, msg)
+
+
+def test_a_login_is_required_when_asked_for(tmp_path):
+    app = AppServer(tmp_path, "--auth", "ana:s3cret")
+    try:
+        with pytest.raises(Exception):
+            Client(app.url, verbose=False).predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
+        out = Client(app.url, auth=("ana", "s3cret"), verbose=False).predict(handle_file(str(EXAMPLES[0])),
+                                                                              api_name="/predict")
+        assert out["fused"] is not None
+    finally:
+        app.stop()
+
+
+def test_serving_beyond_this_machine_without_a_login_warns(tmp_path):
+    app = AppServer(tmp_path, "--host", "0.0.0.0", wait=False)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and "WARNING" not in app.log.read_text():
+            time.sleep(0.2)
+        assert "without a login" in app.log.read_text() and "--auth" in app.log.read_text()
+    finally:
+        app.stop()
+
+
+def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_path):
+    from app import Uploads
+    from uavm.errors import InputError
+
+    root = tmp_path / "uploads"
+    (root / "abc").mkdir(parents=True)
+    ok = root / "abc" / "clip.mp4"
+    ok.write_bytes(b"x")
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"x")
+    (root / "abc" / "link.mp4").symlink_to(outside)
+    os.mkfifo(root / "abc" / "fifo.mp4")
+    door = Uploads(str(root))
+    assert door.check(str(ok)) == os.path.realpath(ok)
+    for bad in (str(outside), str(root / "abc" / "link.mp4"), str(root / "abc" / "fifo.mp4"), str(root / "abc"),
+                str(root / "abc" / ".." / ".." / "outside.mp4"), 19, None, "", "relative.mp4"):
+        with pytest.raises(InputError):
+            door.check(bad)
+    with pytest.raises(InputError, match="handle_file"):
+        door.from_api(str(ok))  # the API takes Gradio's FileData only
+    assert door.from_api({"path": str(ok), "meta": {"_type": "gradio.FileData"}}) == os.path.realpath(ok)
+
+
+def test_the_upload_folder_is_trimmed_oldest_first_to_its_size_cap(tmp_path):
+    from app import Uploads
+
+    now = time.time()
+    for i in range(5):
+        d = tmp_path / f"u{i}"
+        d.mkdir()
+        (d / "clip.mp4").write_bytes(b"x" * 1000)
+        os.utime(d / "clip.mp4", (now - 1000 + i, now - 1000 + i))
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "clip.mp4").write_bytes(b"x" * 1000)  # just uploaded: kept whatever the cap
+    freed = Uploads(str(tmp_path)).trim(2500)
+    assert freed == 4000
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["new", "u4"]
