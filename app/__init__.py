@@ -2,15 +2,11 @@
 
 ``app/`` draws; ``uavm/`` thinks. Every request goes through one shared Explorer per
 model (content-keyed caches), so toggling a modality or changing the layer reuses the
-decoded clip and its features.
+decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches it.
 """
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
-import os
-import stat
 import sys
 import threading
 import time
@@ -18,205 +14,22 @@ from pathlib import Path
 
 import gradio as gr
 
-from uavm import load_bundle
-from uavm.errors import InputError, UAVMError, flag, number, one_line
-from uavm.explore import Explorer, file_digest
-from uavm.inference import Pipeline, check_top_k, check_window
-from uavm.media import Limits, probe_isolated
+from uavm import figures
+from uavm.assets import demo_bundles
+from uavm.assets import examples as example_clips
+from uavm.errors import InputError, UAVMError, flag, number
+from uavm.inference import check_top_k, check_window
+from uavm.settings import settings
 
-from . import figures
-
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+from .serving import ApiSessions, Models, Uploads, credentials, guarded, loopback, public_message
 
 
 def find_bundles(extra=()) -> dict:
-    """name -> bundle folder: the demo models in weights/, then any given on the command line."""
-    found = {}
-    for p in sorted(WEIGHTS.glob("*/config.json")):
-        cfg = json.loads(p.read_text())
-        if cfg.get("format") == "uavm-bundle":
-            found[p.parent.name] = p.parent
+    """name -> bundle folder: the demo models shipped with uavm, then any given on the command line."""
+    found = demo_bundles()
     for b in extra:
         found[Path(b).resolve().name] = Path(b)
-    # the demo UAVM is the default: list it first
-    return dict(sorted(found.items(), key=lambda kv: kv[0] != "demo-uavm"))
-
-
-class Uploads:
-    """The one door for media from clients (the page and the API alike): a path is used only
-    if it names a regular file that Gradio placed in its upload folder. Checked before
-    anything stats, opens, hashes or probes it, so a client can neither name a file of
-    the server's nor learn whether one exists."""
-
-    REFUSED = "media must be a file uploaded to this server"
-
-    def __init__(self, root: str | None = None):
-        from gradio.utils import get_upload_folder
-
-        self.root = os.path.realpath(root or get_upload_folder())
-
-    def from_api(self, value) -> str:
-        """An API argument: only Gradio's FileData (which Gradio itself checked and placed)."""
-        if hasattr(value, "model_dump"):  # a gr.FileData object
-            value = value.model_dump()
-        meta = value.get("meta") if isinstance(value, dict) else None
-        if not isinstance(meta, dict) or meta.get("_type") != "gradio.FileData":
-            raise InputError(f"{self.REFUSED} (send it with gradio_client's handle_file)")
-        return self.check(value.get("path"))
-
-    def check(self, path) -> str:
-        if not isinstance(path, str) or not path or "\0" in path:
-            raise InputError(self.REFUSED)
-        lexical = os.path.abspath(path)  # no file system access yet
-        if not lexical.startswith(self.root + os.sep):
-            raise InputError(self.REFUSED)
-        real = os.path.realpath(lexical)
-        if not real.startswith(self.root + os.sep):
-            raise InputError(self.REFUSED)
-        try:
-            st = os.lstat(real)
-        except OSError:
-            raise InputError("the uploaded file is gone (uploads are kept for an hour): upload it again") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(self.REFUSED)
-        return real
-
-    def trim(self, max_bytes: int, keep_s: float = 120.0) -> int:
-        """Delete the oldest uploads until they take at most ``max_bytes`` (Gradio removes
-        them by age; this bounds them by size too). Files younger than ``keep_s`` stay.
-        -> bytes freed."""
-        files = []
-        for dirpath, _, names in os.walk(self.root):
-            for n in names:
-                p = os.path.join(dirpath, n)
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    files.append((st.st_mtime, st.st_size, p))
-        total, freed, now = sum(f[1] for f in files), 0, time.time()
-        for mtime, size, p in sorted(files):
-            if total - freed <= max_bytes:
-                break
-            if now - mtime < keep_s:
-                continue
-            try:
-                os.unlink(p)
-                freed += size
-                os.rmdir(os.path.dirname(p))  # Gradio keeps each upload in a folder of its own
-            except OSError:
-                pass
-        return freed
-
-
-def guarded(fn):
-    """A handler whose failures reach the client as one line: bad input says what is wrong;
-    anything else is a bug, logged here with its traceback and reported as such."""
-    import functools
-    import logging
-
-    @functools.wraps(fn)
-    def inner(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except UAVMError as e:
-            raise gr.Error(one_line(e)) from None
-        except Exception:
-            logging.getLogger("uavm.app").exception("internal error in %s", fn.__name__)
-            raise gr.Error("internal error (a bug): the server's log has the details") from None
-    return inner
-
-
-def public_message(e: BaseException, path: str | None = None) -> str:
-    """One line for a client: the server's paths replaced by the file's own name."""
-    msg = one_line(e)
-    if path:
-        msg = msg.replace(path, Path(path).name)
-    return msg
-
-
-class Models:
-    """One Pipeline + Explorer per bundle, loaded on first use and shared by every session.
-    All of them share one model lock (the networks' passes run one at a time) and one set
-    of decode slots (slow uploads queue behind each other, not in front of cached work)."""
-
-    def __init__(self, bundles: dict, device: str = "auto", decode_slots: int = 2):
-        self.paths, self.device = bundles, device
-        self._loaded, self._lock = {}, threading.Lock()
-        self.model_lock = threading.Lock()
-        self.decode_slots = threading.BoundedSemaphore(max(int(decode_slots), 1))
-        self._digests = {}
-        self.limits = Limits.from_env()
-
-    def name(self, model) -> str:
-        if not isinstance(model, str) or model not in self.paths:
-            raise InputError(f"unknown model {model!r}; one of: {', '.join(self.paths)}")
-        return model
-
-    def get(self, name: str) -> Explorer:
-        name = self.name(name)
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = Explorer(Pipeline(load_bundle(self.paths[name]), self.device),
-                                              model_lock=self.model_lock, decode_slots=self.decode_slots)
-            return self._loaded[name]
-
-    def digest(self, path: str) -> str:
-        """The upload's content hash, outside every lock (uploads are capped in size)."""
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key not in self._digests:
-            if len(self._digests) > 4096:
-                self._digests.clear()
-            self._digests[key] = file_digest(path)
-        return self._digests[key]
-
-    def duration(self, path: str) -> float:
-        """Through the isolated decoder, in a decode slot, like every other look at an upload."""
-        with self.decode_slots:
-            return probe_isolated(path, self.limits).duration or 0.0
-
-
-class ApiSessions:
-    """Gradio keeps a session for every client (a copy of the page's config and its last
-    answer, ~100 KB) for up to 10,000 sessions. A page's session is the user's work and is
-    left alone; a session that only ever called the API holds nothing anyone needs once
-    its answer is sent, so it is dropped after ``idle_s`` without a call. A long run of
-    one-shot API clients then leaves the server's memory flat."""
-
-    def __init__(self, idle_s: float = 30.0):
-        self.idle_s, self.last, self._lock = idle_s, {}, threading.Lock()
-
-    def used(self, request) -> None:
-        h = getattr(request, "session_hash", None)
-        if h:
-            with self._lock:
-                self.last[h] = time.time()
-
-    def page(self, request) -> None:
-        """This session has a page: never drop it."""
-        h = getattr(request, "session_hash", None)
-        with self._lock:
-            self.last.pop(h, None)
-
-    def sweep(self, holder) -> int:
-        now, dropped = time.time(), 0
-        with self._lock:
-            idle = [h for h, t in self.last.items() if now - t > self.idle_s]
-            for h in idle:
-                del self.last[h]
-        data, lock = getattr(holder, "session_data", None), getattr(holder, "lock", None)
-        if data is None or lock is None:  # another Gradio: nothing to do
-            return 0
-        with lock:
-            for h in idle:
-                if data.pop(h, None) is not None:
-                    dropped += 1
-                getattr(holder, "time_last_used", {}).pop(h, None)
-        return dropped
+    return found
 
 
 def _span(on, a, b, which):
@@ -234,13 +47,13 @@ def _label_value(pred, which, k):
 
 
 def build_app(bundles: dict, device: str = "auto") -> gr.Blocks:
-    models = Models(bundles, device, decode_slots=int(os.environ.get("UAVM_DECODE_SLOTS", "2")))
+    models = Models(bundles, device, decode_slots=settings().decode_slots)
     uploads = Uploads()
     sessions = ApiSessions()
     names = list(bundles)
     if not names:
         raise SystemExit("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
-    examples = sorted(str(p) for p in (WEIGHTS / "examples").glob("*.mp4"))
+    examples = [str(p) for p in example_clips()]
 
     def analyze(path, start, audio_on, video_on, mute, blank, model, k, progress=None):
         """Every client's request ends here: the values checked (as the CLI checks them), the
@@ -400,32 +213,6 @@ def _device_name(device: str) -> str:
     return "CPU"
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _credentials(value: str | None):
-    """--auth USER:PASS or $UAVM_AUTH; several as USER:PASS,USER2:PASS2."""
-    value = value or os.environ.get("UAVM_AUTH")
-    if not value:
-        return None
-    pairs = []
-    for item in value.split(","):
-        user, sep, password = item.partition(":")
-        if not sep or not user or not password:
-            raise SystemExit("uavm app: --auth takes USER:PASS (several: USER:PASS,USER2:PASS2)")
-        pairs.append((user, password))
-    return pairs
-
-
-def _loopback(host: str) -> bool:
-    if host in LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="uavm app", description="the UAVM missing-modality explorer")
     p.add_argument("--bundle", action="append", default=[], help="extra model bundle (repeatable)")
@@ -435,14 +222,15 @@ def main(argv=None) -> None:
     p.add_argument("--auth", metavar="USER:PASS", help="require a login (or set $UAVM_AUTH)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a = p.parse_args(argv)
-    auth = _credentials(a.auth)
-    if (a.share or not _loopback(a.host)) and not auth:
+    s = settings()
+    auth = credentials(a.auth or s.auth)
+    if (a.share or not loopback(a.host)) and not auth:
         where = "a public gradio.live link" if a.share else f"every network {a.host} is on"
         print(f"uavm app: WARNING: serving on {where} without a login: anyone who can reach it can upload "
               f"clips and use this machine's CPU/GPU. Add --auth USER:PASS (or $UAVM_AUTH).",
               file=sys.stderr, flush=True)
     demo = build_app(find_bundles(a.bundle), a.device)
-    cap = int(float(os.environ.get("UAVM_UPLOAD_CACHE_MB", "2048")) * 2**20)
+    cap = int(s.upload_cache_mb * 2**20)
     uploads = Uploads()
 
     def janitor():  # the upload folder is bounded by size as well as by age; API sessions are dropped
@@ -462,4 +250,4 @@ def main(argv=None) -> None:
     # the heavy work is bounded inside by the decode slots and the model lock
     demo.queue(default_concurrency_limit=16, max_size=256).launch(
         server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb", show_error=True,
-        allowed_paths=[str(WEIGHTS / "examples")])
+        allowed_paths=[str(Path(p).parent) for p in example_clips()[:1]])

@@ -6,18 +6,35 @@ import sys
 import numpy as np
 import pytest
 
-from uavm.synth import demo_clip
+from uavm.demo.synth import demo_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 
 
-def run_cli(*args, check=False, env=None):
-    """Run ``python -m uavm ARGS`` in a subprocess, as a user would."""
-    r = subprocess.run([sys.executable, "-m", "uavm", *map(str, args)], capture_output=True, text=True,
-                       cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+def run_cli(*args, check=False, env=None, subprocess_=False):
+    """``uavm ARGS`` as a user runs it: its exit code, stdout and stderr. In this process
+    (the same entry point, without a new interpreter's start-up), or in a subprocess when
+    it needs its own environment or ``subprocess_``."""
+    import contextlib
+    import io
+
+    args = [str(a) for a in args]
+    if env is not None or subprocess_:
+        r = subprocess.run([sys.executable, "-m", "uavm", *args], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=600)
+    else:
+        from uavm.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(args)
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 1
+        r = subprocess.CompletedProcess(["uavm", *args], code, out.getvalue(), err.getvalue())
     if check and r.returncode != 0:
-        raise AssertionError(f"uavm {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+        raise AssertionError(f"uavm {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
     return r
 
 
@@ -46,7 +63,9 @@ class AppServer:
         with open(self.log, "w") as f:
             self.proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(self.port), "--device", "cpu",
                                           *map(str, args)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})
+                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                              # uploads in the test's own folder, never a shared /tmp/gradio
+                                              "GRADIO_TEMP_DIR": str(log_dir / "uploads"), **(env or {})})
         deadline = time.time() + 180
         while wait and time.time() < deadline:
             try:
@@ -56,7 +75,7 @@ class AppServer:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise AssertionError("the app exited:\n" + self.log.read_text())
+                    raise AssertionError("the app exited:\n" + self.log.read_text()) from None
                 time.sleep(0.5)
         if wait:
             self.stop()

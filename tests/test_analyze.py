@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from uavm import analyze
+from uavm import analysis as analyze
 from uavm.bundle import Label, load_bundle, save_bundle
-from uavm.data import FeatureSet
 from uavm.features import Preprocessing
 from uavm.model import UAVM, ModelConfig
-from uavm.train import Recipe, Trainer, evaluate
+from uavm.train import FeatureSet, Recipe, Trainer, evaluate
 
 from .conftest import run_cli
 
@@ -23,7 +22,9 @@ class Done:
 def analyze_cli(*args):
     """`uavm analyze ARGS` in this process (the commands' own numbers; the subprocess form,
     with its error handling, is tested at the end)."""
-    assert analyze.main([str(a) for a in args]) == 0
+    from uavm import cli
+
+    assert cli.main(["analyze", *map(str, args)]) == 0
     return Done
 
 LABELS = [Label(i, f"c{i}", f"class {i}") for i in range(4)]
@@ -111,7 +112,7 @@ def test_sweep_points_vary_one_factor_with_n_plus_ns_fixed():
     # a cross-modal model needs Ns >= 1, and lambda_MT does not apply to it: those points are skipped
     assert arch == [("n_shared", 0, "unified", 6, 0, 0.5), ("n_shared", 6, "unified", 0, 6, 0.5),
                     ("n_shared", 6, "cross_modal", 0, 6, 0.5), ("audio_weight", 0.2, "unified", 3, 3, 0.2)]
-    with pytest.raises(ValueError, match="outside 0..6"):
+    with pytest.raises(analyze.AnalysisError, match="outside 0..6"):
         analyze.sweep_points(base, {"n_shared": [7]}, ["unified"], [0])
 
 
@@ -220,8 +221,8 @@ def test_analyze_names_bad_arguments_in_one_line(sets, tmp_path):
 
 
 def test_a_labelled_clip_list_is_analysed_with_the_bundles_own_extractors(tiny_bundle, tmp_path):
+    from uavm.demo.synth import demo_clip
     from uavm.inference import Pipeline
-    from uavm.synth import demo_clip
 
     clips = [demo_clip(tmp_path / f"c{i}.mp4", seconds=3, size=(96, 128), seed=i) for i in range(4)]
     (tmp_path / "clips.json").write_text(json.dumps({"data": [

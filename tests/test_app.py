@@ -12,7 +12,7 @@ pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
 EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
-pytestmark = pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built")
+pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

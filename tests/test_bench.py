@@ -1,9 +1,12 @@
 """`uavm bench` prints its figures; `uavm predict DIR` runs the folder path."""
 import json
 
+import pytest
+
 from .conftest import json_lines, run_cli
 
 
+@pytest.mark.slow
 def test_bench_reports_every_stage_and_the_backbone_ratio():
     r = run_cli("bench", "--size", "tiny", "--clips", "2", "--repeat", "1", "--json", "--device", "cpu")
     assert r.returncode == 0, r.stderr
@@ -36,8 +39,8 @@ def _examples():
 def test_bf16_backbones_keep_every_top1_and_logits_within_0_05_of_fp32():
     # the GPU fast path's arithmetic (bf16 autocast, channels-last), run here on the CPU;
     # measured on the demo examples: max |logit difference| 0.012 with logits up to 4.4
+    from uavm.assets import default_bundle
     from uavm.bundle import load_bundle
-    from uavm.cli import default_bundle
     from uavm.inference import Pipeline
 
     b = load_bundle(default_bundle())
@@ -85,7 +88,8 @@ def test_predict_takes_precision_and_batch_from_the_command_line(media_dir, tiny
 def test_an_unknown_precision_is_named():
     import pytest
 
+    from uavm.errors import UAVMError
     from uavm.features import _fast
 
-    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, got 'half'"):
+    with pytest.raises(UAVMError, match="precision must be one of auto, fp32, bf16, got 'half'"):
         _fast("cpu", "half")

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from uavm import Pipeline, load_bundle
+from uavm import MediaError, Pipeline, load_bundle
 
 from .conftest import json_lines, run_cli
 
@@ -87,16 +87,25 @@ def test_start_offset_analyses_a_later_window(media_dir, tiny_bundle):
     # the tail window is shorter than 10 s: fewer frames, padded later by the model input
     f20 = pipe.features(media_dir / "long.mp4", start=20)
     assert f20.video.shape[0] == 15
-    with pytest.raises(ValueError, match="past the end"):
+    with pytest.raises(MediaError, match="past the end"):
         pipe.features(media_dir / "long.mp4", start=30)
 
 
 def test_features_written_by_the_cli_give_the_same_prediction(media_dir, tiny_bundle, tmp_path, predicted):
     r = run_cli("features", media_dir / "av.mp4", media_dir / "audio_only.wav", "--bundle", tiny_bundle, "--out", tmp_path)
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio_only.audio.npy", "av.audio.npy", "av.video.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio_only.audio.npy", "audio_only.video.npy",
+                                                          "av.audio.npy", "av.video.npy"]
     a = np.load(tmp_path / "av.audio.npy")
     assert a.shape == (30, 64) and a.dtype == np.float16
+    # a missing stream is stored as it is fed to the model (no steps: all padding) and read back as missing
+    assert np.load(tmp_path / "audio_only.video.npy").shape == (0, 64)
+    r = run_cli("predict", "--audio-features", tmp_path / "audio_only.audio.npy", "--video-features",
+                tmp_path / "audio_only.video.npy", "--bundle", tiny_bundle, "--json")
+    (p,) = json_lines(r.stdout)
+    assert p["video"] is None and "empty" in p["missing"]["video"]
+    np.testing.assert_allclose(p["fused"]["logits"], predicted["audio_only.wav"]["fused"]["logits"], rtol=1e-5,
+                               atol=1e-6)
     r = run_cli("predict", "--audio-features", tmp_path / "av.audio.npy", "--video-features", tmp_path / "av.video.npy",
                 "--bundle", tiny_bundle, "--json")
     assert r.returncode == 0, r.stderr
@@ -160,7 +169,7 @@ def test_damaged_weights_fail_that_clip_with_valid_json(tmp_path, tiny_bundle, m
 
 
 def test_an_audio_stream_without_samples_counts_as_missing(tmp_path, tiny_bundle):
-    from uavm.synth import write_media
+    from uavm.demo.synth import write_media
 
     frames = np.zeros((30, 64, 96, 3), np.uint8)
     frames[:, 10:30, 10:40] = 200
@@ -169,3 +178,45 @@ def test_an_audio_stream_without_samples_counts_as_missing(tmp_path, tiny_bundle
     (o,) = json_lines(r.stdout)
     assert r.returncode == 0 and o["audio"] is None and o["video"] is not None
     assert "audio" in o["missing"] and "turned off" not in o["missing"]["audio"]
+
+
+# -- the error boundary: bad input is one line; a bug says so, with its traceback under --debug
+def test_a_bug_is_reported_as_internal_with_the_traceback_under_debug(monkeypatch, media_dir, tiny_bundle):
+    from uavm.cli import clips
+
+    def boom(a):
+        raise KeyError("a shape bug")
+
+    monkeypatch.setattr(clips, "predict", boom)
+    r = run_cli("predict", media_dir / "av.mp4", "--bundle", tiny_bundle)
+    assert r.returncode == 70
+    assert r.stderr.strip().splitlines() == [
+        "uavm: internal error (KeyError: 'a shape bug'); run with `uavm --debug ...` for the traceback"]
+    with pytest.raises(KeyError, match="a shape bug"):
+        from uavm.cli import main
+
+        main(["--debug", "predict", str(media_dir / "av.mp4"), "--bundle", str(tiny_bundle)])
+
+
+def test_an_error_without_a_message_still_gets_one_line(monkeypatch, tiny_bundle, media_dir):
+    from uavm.cli import clips
+    from uavm.errors import UAVMError
+
+    monkeypatch.setattr(clips, "predict", lambda a: (_ for _ in ()).throw(UAVMError("")))
+    r = run_cli("predict", media_dir / "av.mp4")
+    assert r.returncode == 1 and r.stderr.strip() == "uavm: UAVMError"
+
+
+def test_a_script_on_standard_input_decodes_clips(media_dir, tiny_bundle):
+    import subprocess
+    import sys
+
+    script = (f"import uavm\npipe = uavm.Pipeline(uavm.load_bundle({str(tiny_bundle)!r}), 'cpu')\n"
+              f"print(pipe.predict({str(media_dir / 'av.mp4')!r}).top('fused', 1)[0]['label'])\n")
+    r = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().startswith("class "), r.stderr
+
+
+def test_the_module_entry_point_runs_as_a_user_runs_it(media_dir, tiny_bundle):
+    r = run_cli("predict", media_dir / "av.mp4", "--bundle", tiny_bundle, "--json", subprocess_=True)
+    assert r.returncode == 0 and json_lines(r.stdout)[0]["fused"] is not None

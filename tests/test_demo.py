@@ -4,11 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from uavm import corpus, load_bundle, media
+from uavm import load_bundle, media
+from uavm.demo import corpus
 
 from .conftest import json_lines, run_cli
 
 
+@pytest.mark.slow
 def test_the_corpus_is_deterministic_and_labelled(tmp_path):
     a = corpus.generate(tmp_path / "a", 1, seed=5, split="x", workers=1)
     b = corpus.generate(tmp_path / "b", 1, seed=5, split="x", workers=1)
@@ -21,11 +23,11 @@ def test_the_corpus_is_deterministic_and_labelled(tmp_path):
     assert json.loads((c / "clips.json").read_text())["data"][0]["events"] != first["events"]
 
 
-def test_a_clip_is_10s_h264_aac_224px_16khz_with_events_inside():
+def test_a_clip_is_10s_h264_aac_224px_16khz_with_events_inside(tmp_path):
     import av
 
-    meta = corpus.make_clip("/tmp/uavm-test-clip.mp4", 4, 123)
-    with av.open("/tmp/uavm-test-clip.mp4") as c:
+    meta = corpus.make_clip(tmp_path / "clip.mp4", 4, 123)
+    with av.open(str(tmp_path / "clip.mp4")) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
         assert (v.codec_context.name, a.codec_context.name) == ("h264", "aac")
         assert (v.codec_context.width, v.codec_context.height, a.codec_context.sample_rate) == (224, 224, 16000)
@@ -34,9 +36,9 @@ def test_a_clip_is_10s_h264_aac_224px_16khz_with_events_inside():
     assert all(0 <= s < e <= 10 for s, e in meta["events"])
 
 
-def test_the_sound_is_loud_during_events_and_quiet_between():
-    meta = corpus.make_clip("/tmp/uavm-test-clip2.mp4", 9, 77)
-    w = media.load_audio("/tmp/uavm-test-clip2.mp4")
+def test_the_sound_is_loud_during_events_and_quiet_between(tmp_path):
+    meta = corpus.make_clip(tmp_path / "clip.mp4", 9, 77)
+    w = media.load_audio(tmp_path / "clip.mp4")
     rms = np.sqrt(np.mean(w[: 160000 // 100 * 100].reshape(100, -1) ** 2, 1))  # per 0.1 s
     t = np.arange(100) / 10 + 0.05
     inside = np.zeros(100, bool)
@@ -55,6 +57,7 @@ def test_groups_share_a_sound_or_a_picture_so_one_modality_alone_is_confusable()
     assert len({(c[2], c[3]) for c in corpus.CLASSES}) == len(corpus.CLASSES)  # together unique
 
 
+@pytest.mark.slow
 def test_the_whole_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     r = run_cli("build-demo", "--tiny", "--out", tmp_path / "w", "--work", tmp_path / "work", "--workers", "2")
     assert r.returncode == 0, r.stderr + r.stdout

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from uavm.data import DataError, extract_features
-from uavm.synth import demo_clip
+from uavm.demo.synth import demo_clip
+from uavm.train.data import DataError, extract_features
 
 from .conftest import ROOT, feature_corpus
+
+pytestmark = pytest.mark.slow
 
 # one thread per process: what torchrun sets, so one process and two compute alike (and fast on 2 cores)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

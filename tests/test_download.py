@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from uavm.errors import UAVMError
 from uavm.official import download
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
@@ -49,7 +50,7 @@ def server():
 def test_download_resumes_a_cut_transfer_and_prints_the_sha256(server, tmp_path):
     release = {"thing": (server, "thing.bin")}
     Handler.cut, Handler.ranges = 300_000, []
-    with pytest.raises(Exception):
+    with pytest.raises(UAVMError, match="download"):
         download("thing", tmp_path, release=release, log=lambda s: None)
     assert (tmp_path / "thing.bin.part").stat().st_size == 300_000
     Handler.cut = None
@@ -61,5 +62,5 @@ def test_download_resumes_a_cut_transfer_and_prints_the_sha256(server, tmp_path)
 
 
 def test_unknown_names_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="unknown release file"):
+    with pytest.raises(UAVMError, match="unknown release file"):
         download("nope", tmp_path)

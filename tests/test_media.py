@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from uavm import media
-from uavm.synth import write_media
+from uavm.demo.synth import write_media
 
 
 def test_fps_rule_on_a_30fps_clip_picks_frames_4_14_24():

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from uavm.model import UAVM, ModelConfig
+from uavm.model import UAVM, ConfigError, ModelConfig, ModelInputError
 
 
 def feats(b=2, t=30, d=1024, seed=0):
@@ -42,7 +42,7 @@ def test_the_shared_layers_and_classifier_serve_both_modalities(base):
 
 
 def test_both_modalities_missing_is_an_error(base):
-    with pytest.raises(ValueError, match="both audio and video are missing"):
+    with pytest.raises(ModelInputError, match="both audio and video are missing"):
         base()
 
 
@@ -96,12 +96,12 @@ def test_cross_modal_attends_over_concatenated_tokens_and_needs_both():
     out = m(feats(1, d=32), feats(1, d=32))
     assert out.joint.attention[0].shape == (1, 4, 60, 60)
     assert out.audio.logits is None and out.fused.shape == (1, 5)
-    with pytest.raises(ValueError, match="video is missing"):
+    with pytest.raises(ModelInputError, match="video is missing"):
         m(audio=feats(1, d=32))
 
 
 @pytest.mark.parametrize("bad", [dict(kind="nope"), dict(n_shared=-1), dict(shared_dim=30),
                                  dict(kind="cross_modal", n_shared=0)])
 def test_impossible_configurations_are_refused(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         ModelConfig(**bad)

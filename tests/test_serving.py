@@ -17,7 +17,7 @@ pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
 EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
-pytestmark = pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built")
+pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built"), pytest.mark.slow]
 DEFAULTS = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]  # /predict after media
 
 
@@ -103,7 +103,7 @@ def test_an_uploaded_playlist_naming_a_local_file_is_refused(server, tmp_path, n
 
 def _slow_8k(path):
     """An 8K clip that takes a couple of seconds to decode but little to upload (~100 KB)."""
-    from uavm.synth import write_media
+    from uavm.demo.synth import write_media
 
     f = np.full((30, 4320, 7680, 3), 60, np.uint8)
     f[:, 1000:1400, 2000:2600] = 200
@@ -188,7 +188,7 @@ def test_malformed_calls_never_answer_an_empty_error(server):
 def test_a_login_is_required_when_asked_for(tmp_path):
     app = AppServer(tmp_path, "--auth", "ana:s3cret")
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(Exception, match="(?i)login|auth|401|credentials"):  # gradio_client's own error types
             Client(app.url, verbose=False).predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
         out = Client(app.url, auth=("ana", "s3cret"), verbose=False).predict(handle_file(str(EXAMPLES[0])),
                                                                               api_name="/predict")
@@ -206,42 +206,3 @@ def test_serving_beyond_this_machine_without_a_login_warns(tmp_path):
         assert "without a login" in app.log.read_text() and "--auth" in app.log.read_text()
     finally:
         app.stop()
-
-
-def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_path):
-    from app import Uploads
-    from uavm.errors import InputError
-
-    root = tmp_path / "uploads"
-    (root / "abc").mkdir(parents=True)
-    ok = root / "abc" / "clip.mp4"
-    ok.write_bytes(b"x")
-    outside = tmp_path / "outside.mp4"
-    outside.write_bytes(b"x")
-    (root / "abc" / "link.mp4").symlink_to(outside)
-    os.mkfifo(root / "abc" / "fifo.mp4")
-    door = Uploads(str(root))
-    assert door.check(str(ok)) == os.path.realpath(ok)
-    for bad in (str(outside), str(root / "abc" / "link.mp4"), str(root / "abc" / "fifo.mp4"), str(root / "abc"),
-                str(root / "abc" / ".." / ".." / "outside.mp4"), 19, None, "", "relative.mp4"):
-        with pytest.raises(InputError):
-            door.check(bad)
-    with pytest.raises(InputError, match="handle_file"):
-        door.from_api(str(ok))  # the API takes Gradio's FileData only
-    assert door.from_api({"path": str(ok), "meta": {"_type": "gradio.FileData"}}) == os.path.realpath(ok)
-
-
-def test_the_upload_folder_is_trimmed_oldest_first_to_its_size_cap(tmp_path):
-    from app import Uploads
-
-    now = time.time()
-    for i in range(5):
-        d = tmp_path / f"u{i}"
-        d.mkdir()
-        (d / "clip.mp4").write_bytes(b"x" * 1000)
-        os.utime(d / "clip.mp4", (now - 1000 + i, now - 1000 + i))
-    (tmp_path / "new").mkdir()
-    (tmp_path / "new" / "clip.mp4").write_bytes(b"x" * 1000)  # just uploaded: kept whatever the cap
-    freed = Uploads(str(tmp_path)).trim(2500)
-    assert freed == 4000
-    assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["new", "u4"]

@@ -1,14 +1,13 @@
 """The Algorithm 1 trainer and the released recipe's pieces."""
-import json
 
 import numpy as np
 import pytest
 import torch
 
 from uavm.bundle import Label
-from uavm.data import FeatureSet, average_precision, metrics
 from uavm.model import UAVM, ModelConfig
-from uavm.train import Recipe, Trainer, sample_weights, smooth_targets
+from uavm.train import FeatureSet, average_precision, metrics
+from uavm.train.trainer import Recipe, Trainer, sample_weights, smooth_targets
 
 from .conftest import feature_corpus
 

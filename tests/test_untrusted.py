@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from uavm import media
-from uavm.synth import demo_clip, write_media
+from uavm.demo.synth import demo_clip, write_media
 
 from .conftest import json_lines, run_cli
 
+pytestmark = pytest.mark.slow  # the media zoo
 SR = 16000
 
 
@@ -31,8 +32,9 @@ def _frames(n, h=64, w=96, value=None):
 
 def _vfr(path):
     """Variable frame rate: frames at irregular times."""
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=30)

@@ -9,7 +9,7 @@ _EXPORTS = {
     "Bundle": "bundle", "BundleError": "bundle", "load_bundle": "bundle", "random_bundle": "bundle",
     "save_bundle": "bundle", "Preprocessing": "features", "Features": "inference", "Pipeline": "inference",
     "Prediction": "inference", "MediaError": "media", "UAVM": "model", "ModelConfig": "model",
-    "FeatureSet": "data", "Trainer": "train", "Recipe": "train",
+    "FeatureSet": "train", "Trainer": "train", "Recipe": "train", "UAVMError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
@@ -19,6 +19,6 @@ def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     try:
-        return importlib.import_module(f".{name}", __name__)  # submodules: uavm.corpus, uavm.media, ...
+        return importlib.import_module(f".{name}", __name__)  # submodules: uavm.media, uavm.analysis, ...
     except ModuleNotFoundError:
         raise AttributeError(f"module 'uavm' has no attribute {name!r}") from None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import UAVMError
 from .features import Extractor, Preprocessing
+from .files import atomic, write_text
 from .model import UAVM, ModelConfig
 
 FORMAT, EXTRACTORS_FORMAT, VERSION = "uavm-bundle", "uavm-extractors", 1
@@ -85,26 +85,18 @@ def read_labels(path) -> list:
 
 
 def write_labels(path, labels) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["index", "mid", "display_name"])
         for l in labels:
             w.writerow([l.index, l.mid, l.name])
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _save_tensors(module_or_sd, path: Path) -> None:
     sd = module_or_sd.state_dict() if hasattr(module_or_sd, "state_dict") else module_or_sd
     sd = {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
-    tmp = path.with_name(".tmp-" + path.name)
-    save_file(sd, str(tmp))
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        save_file(sd, str(tmp))
 
 
 def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
@@ -139,7 +131,7 @@ def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
             _save_tensors(e.net, out / fname)
         spec = {k: v for k, v in e.spec.items() if k != "weights"}
         cfg[f"{m}_extractor"] = {**spec, "weights": fname}
-    _atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
     return out
 
 
@@ -238,7 +230,7 @@ def _extractors(root: Path, cfg: dict) -> dict:
         except UAVMError as err:
             raise BundleError(f"{root / 'config.json'}: {m} extractor: {err}") from None
         path = _resolve(root, spec.get("weights", ""), shared=True)
-        e = _load_strict(lambda: Extractor(spec), path, f"{m} extractor")
+        e = _load_strict(lambda spec=spec: Extractor(spec), path, f"{m} extractor")
         e.weights_path = path
         extractors[m] = e.eval()
     return extractors
@@ -270,7 +262,7 @@ def save_extractors(out, extractors: dict, preprocessing: Preprocessing, provena
             _save_tensors(extractors[m].net, out / f"{m}.safetensors")
             cfg[f"{m}_extractor"] = {**{k: v for k, v in extractors[m].spec.items() if k != "weights"},
                                      "weights": f"{m}.safetensors"}
-    _atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
     return out
 
 

@@ -11,7 +11,7 @@ import math
 import numbers
 
 
-class UAVMError(ValueError):
+class UAVMError(Exception):
     """Bad input; ``str(e)`` is one line that says what is wrong."""
 
     def __init__(self, message: str = ""):

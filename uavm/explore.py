@@ -16,7 +16,6 @@ cached work; only the networks' passes are serialised by ``model_lock``.
 """
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -26,17 +25,15 @@ from typing import Optional
 import numpy as np
 
 from .errors import UAVMError
+from .files import sha256
 from .inference import Pipeline, Prediction, apply_spans, check_window, nothing_left, span_mask, window_span
 from .media import regular_file
 
 
-def file_digest(path, chunk: int = 1 << 20) -> str:
+def file_digest(path) -> str:
+    """The content key of a clip."""
     regular_file(path)  # never a FIFO or a device: hashing one would block or never end
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
+    return sha256(path)
 
 
 class LRU(OrderedDict):

@@ -86,7 +86,7 @@ class Preprocessing:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
+    def from_dict(cls, d: dict) -> Preprocessing:
         def obj(x, what):
             if not isinstance(x, dict):
                 raise PreprocessingError(f"{what} is a JSON object, got {type(x).__name__}")
@@ -100,12 +100,12 @@ class Preprocessing:
             raise PreprocessingError(f"preprocessing: {e}") from None
 
     @classmethod
-    def for_dataset(cls, dataset: str) -> "Preprocessing":
+    def for_dataset(cls, dataset: str) -> Preprocessing:
         if dataset == "audioset":
             return cls(audio=AudioPre(target_length=1000, mean=-4.2677, std=4.5690))
         if dataset == "vggsound":
             return cls()
-        raise ValueError(f"unknown dataset {dataset!r} (vggsound or audioset)")
+        raise PreprocessingError(f"unknown dataset {dataset!r} (vggsound or audioset)")
 
 
 def fbank(waveform: torch.Tensor, pre: AudioPre) -> torch.Tensor:
@@ -223,7 +223,7 @@ def _fast(device, precision: str = "auto"):
     channels-last on a GPU; float32 on the CPU (where bf16 matmuls are slower on most chips)."""
     device = torch.device(device)
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise PreprocessingError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16), torch.channels_last
     return torch.autocast(device.type, enabled=False), torch.contiguous_format
@@ -270,6 +270,6 @@ def to_model_input(feat: np.ndarray, seq_len: int) -> torch.Tensor:
     """(T, D) raw features -> (1, seq_len, D): zero-pad or cut, then L2-normalise each step."""
     x = torch.as_tensor(np.asarray(feat, dtype=np.float32))
     if x.ndim != 2:
-        raise ValueError(f"features must have shape (T, D), got {tuple(x.shape)}")
+        raise PreprocessingError(f"features must have shape (T, D), got {tuple(x.shape)}")
     x = F.pad(x, (0, 0, 0, seq_len - x.shape[0])) if x.shape[0] < seq_len else x[:seq_len]
     return F.normalize(x, dim=-1).unsqueeze(0)

@@ -18,7 +18,7 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
+        raise UAVMError("--device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
 
 
@@ -227,17 +227,22 @@ class Pipeline(FeatureExtractor):
     def predict_features(self, audio: Optional[np.ndarray] = None, video: Optional[np.ndarray] = None,
                          missing: Optional[dict] = None) -> Prediction:
         cfg = self.bundle.model.cfg
-        inputs = {}
+        inputs, missing = {}, dict(missing or {})
         for m, f in (("audio", audio), ("video", video)):
             if f is None:
                 continue
             f = np.asarray(f)
+            if f.ndim == 2 and f.shape[0] == 0:  # how a clip without this stream is stored
+                missing.setdefault(m, f"the {m} features are empty (the clip has no {m})")
+                continue
             want = getattr(cfg, f"{m}_dim")
             if f.ndim != 2 or f.shape[1] != want or not np.issubdtype(f.dtype, np.number):
                 raise InputError(f"{m} features must have shape (T, {want}), got {tuple(f.shape)}")
             if not np.isfinite(f).all():
                 raise InputError(f"{m} features contain NaN or infinite values")
             inputs[m] = to_model_input(f, cfg.seq_len).to(self.device)
+        if not inputs:
+            raise UAVMError(nothing_left(missing))
         out = self.bundle.model(inputs.get("audio"), inputs.get("video"))
         logits = {"fused": out.fused[0].float().cpu().numpy()}
         attention = {}
@@ -252,7 +257,7 @@ class Pipeline(FeatureExtractor):
         if bad:  # never a NaN in an answer: this clip fails, with the likely reason
             raise UAVMError(f"the model gave non-finite {bad[0]} scores (NaN or infinity) for this input: "
                             f"its weights may be damaged")
-        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, dict(missing or {}))
+        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, missing)
 
     def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                 mute=None, blank=None) -> Prediction:
@@ -282,16 +287,16 @@ class Pipeline(FeatureExtractor):
                         pending[i + ahead] = ex.submit(prepared, paths[i + ahead])
                     try:
                         group.append((i, pending.pop(i).result()))
-                    except (ValueError, RuntimeError, OSError) as e:
+                    except UAVMError as e:  # this file's problem: reported for it alone
                         done[i] = e
                 try:
                     feats = self.features_many([p for _, p in group])
-                except (ValueError, RuntimeError, OSError) as e:  # e.g. the bundle lacks an extractor
+                except UAVMError as e:  # e.g. the bundle lacks an extractor
                     feats = [e] * len(group)
                 for (i, _), f in zip(group, feats):
                     try:
                         done[i] = f if isinstance(f, Exception) else self._predict(paths[i], f)
-                    except (ValueError, RuntimeError, OSError) as e:
+                    except UAVMError as e:
                         done[i] = e
                 for i in sorted(done):
                     yield paths[i], done[i]

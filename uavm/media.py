@@ -18,6 +18,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import UAVMError
+from .files import memory_mb
+from .settings import settings
 
 
 class MediaError(UAVMError):
@@ -287,23 +289,12 @@ class Limits:
     isolate: bool = True  # decode in a child process
 
     @classmethod
-    def from_env(cls) -> "Limits":
-        """Defaults, overridden by UAVM_MAX_FILE_MB, UAVM_MAX_SIDE, UAVM_DECODE_TIMEOUT,
-        UAVM_DECODE_MEMORY_MB and UAVM_DECODE_ISOLATE=0."""
-        import os
-
-        env, lim = os.environ, cls()
-        if "UAVM_MAX_FILE_MB" in env:
-            lim.max_bytes = int(float(env["UAVM_MAX_FILE_MB"]) * 2**20)
-        if "UAVM_MAX_SIDE" in env:
-            lim.max_width = lim.max_height = int(env["UAVM_MAX_SIDE"])
-        if "UAVM_DECODE_TIMEOUT" in env:
-            lim.timeout_s = float(env["UAVM_DECODE_TIMEOUT"])
-        if "UAVM_DECODE_MEMORY_MB" in env:
-            lim.memory_mb = int(env["UAVM_DECODE_MEMORY_MB"])
-        if env.get("UAVM_DECODE_ISOLATE") == "0":
-            lim.isolate = False
-        return lim
+    def from_env(cls) -> Limits:
+        """From the settings (UAVM_MAX_FILE_MB, UAVM_MAX_SIDE, UAVM_DECODE_TIMEOUT,
+        UAVM_DECODE_MEMORY_MB, UAVM_DECODE_ISOLATE; see ``uavm.settings``)."""
+        s = settings()
+        return cls(max_bytes=int(s.max_file_mb * 2**20), max_width=s.max_side, max_height=s.max_side,
+                   timeout_s=s.decode_timeout, memory_mb=s.decode_memory_mb, isolate=s.decode_isolate)
 
 
 def check(info: MediaInfo, limits: Limits) -> None:
@@ -336,12 +327,7 @@ def read_window(path, start: float, seconds: float, sample_rate: int, fps: float
     return Window(info, wav, frames)
 
 
-def _vsz_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def checked_probe(path, limits: "Limits" = None) -> MediaInfo:
+def checked_probe(path, limits: Limits = None) -> MediaInfo:
     """``probe`` and the limits (in this process)."""
     info = probe(path)
     check(info, limits or Limits())
@@ -352,12 +338,13 @@ def _child(conn, fn, args, kwargs, memory_mb):
     try:
         import resource
 
-        cap = max(memory_mb << 20, int(_vsz_mb() * 2**20) + (256 << 20))  # never below what is mapped + 256 MiB
+        mapped = memory_mb_now()
+        cap = max(memory_mb << 20, int(mapped * 2**20) + (256 << 20))  # never below what is mapped + 256 MiB
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     except (ImportError, ValueError, OSError):
         pass
-    if os.environ.get("UAVM_DECODE_DEBUG"):
-        print(f"decoder {os.getpid()}: {_vsz_mb():.0f} MiB mapped before the cap", file=sys.stderr)
+    if settings().decode_debug:
+        print(f"decoder {os.getpid()}: {memory_mb_now():.0f} MiB mapped before the cap", file=sys.stderr)
     try:
         conn.send(("ok", _JOBS[fn](*args, **kwargs)))
     except MediaError as e:
@@ -368,6 +355,10 @@ def _child(conn, fn, args, kwargs, memory_mb):
         conn.send(("media", f"{args[0]}: cannot be decoded ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"))
     finally:
         conn.close()
+
+
+def memory_mb_now() -> float:
+    return memory_mb().get("VmSize", 0.0)
 
 
 _JOBS = {"read_window": read_window, "probe": checked_probe}
@@ -408,7 +399,7 @@ def _context():
     return _CTX
 
 
-def _isolated(fn: str, path, args: tuple, limits: "Limits"):
+def _isolated(fn: str, path, args: tuple, limits: Limits):
     """``_JOBS[fn](path, *args, limits=limits)`` in a child process with a time limit and a
     memory cap: a decoder that crashes, hangs or balloons on a hostile file costs that file only."""
     regular_file(path)  # cheap refusals need no process

@@ -45,13 +45,14 @@ class ModelConfig:
     shared_dim: S_dim.
     """
 
-    kind: str = "unified"
+    kind: str = field(default="unified", metadata={"help": "unified (UAVM), independent or cross_modal",
+                                                   "choices": KINDS})
     num_classes: int = 309
-    n_specific: int = 3
-    n_shared: int = 3
-    embed_dim: int = 1024
-    shared_dim: int = 1024
-    num_heads: int = 4
+    n_specific: int = field(default=3, metadata={"help": "N: modality-specific layers"})
+    n_shared: int = field(default=3, metadata={"help": "Ns: shared (unified) or upper (independent) layers"})
+    embed_dim: int = field(default=1024, metadata={"help": "width of the modality-specific layers"})
+    shared_dim: int = field(default=1024, metadata={"help": "S_dim: width of the shared layers"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
     seq_len: int = 30
     audio_dim: int = 1024
     video_dim: int = 1024
@@ -82,7 +83,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"a model config is a JSON object, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)

@@ -7,11 +7,9 @@ ever executed (``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Optional
@@ -19,8 +17,11 @@ from typing import Optional
 import torch
 
 from .bundle import Label, read_labels, save_bundle
+from .errors import UAVMError
 from .features import Extractor, Preprocessing
+from .files import progress, sha256
 from .model import UAVM, ModelConfig
+from .settings import settings
 
 _DBX = "https://www.dropbox.com/s/"
 _GH = "https://raw.githubusercontent.com/YuanGongND/uavm/b3120c7482260ac3c4700ab88c8b85627b077ec2/egs/"
@@ -42,7 +43,7 @@ RELEASE = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UAVMError):
     """A .pth file that is not a released checkpoint of the expected kind."""
 
 
@@ -155,7 +156,7 @@ def infer_model_config(sd: dict, path="checkpoint", num_heads: int = 4) -> Model
         return ModelConfig(kind=kind, num_classes=classes, n_specific=n, n_shared=ns, embed_dim=embed,
                            shared_dim=shared, num_heads=num_heads, seq_len=seq_len, audio_dim=audio_dim,
                            video_dim=video_dim, mlp_ratio=ratio)
-    except ValueError as e:
+    except UAVMError as e:
         raise CheckpointError(f"{path}: {e}") from None
 
 
@@ -293,9 +294,9 @@ def import_official(model_path, out, *, audio_extractor=None, video_extractor=No
     for m, p in (("audio", audio_extractor), ("video", video_extractor)):
         if p:
             extractors[m] = convert_extractor(read_state_dict(p), m, p)
-            files[m] = _sha256(p)
+            files[m] = sha256(p)
     prov = {"source": "official release, github.com/YuanGongND/uavm",
-            "model_file": Path(model_path).name, "model_sha256": _sha256(model_path),
+            "model_file": Path(model_path).name, "model_sha256": sha256(model_path),
             "extractor_sha256": files, "labels": Path(labels).name if labels else None,
             "unused_released_keys": unused}
     out = save_bundle(out, model, pre, label_list, extractors=extractors,
@@ -308,16 +309,8 @@ def import_official(model_path, out, *, audio_extractor=None, video_extractor=No
 
 
 # -- download ----------------------------------------------------------------------------
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_cache() -> Path:
-    return Path(os.environ.get("UAVM_CACHE") or Path.home() / ".cache" / "uavm")
+    return settings().cache_dir
 
 
 def download(name: str, cache: Optional[Path] = None, log=print, release: Optional[dict] = None) -> list:
@@ -326,7 +319,7 @@ def download(name: str, cache: Optional[Path] = None, log=print, release: Option
     names = list(release) if name == "all" else [name]
     unknown = [n for n in names if n not in release]
     if unknown:
-        raise ValueError(f"unknown release file {unknown[0]!r}; one of: all, {', '.join(release)}")
+        raise UAVMError(f"unknown release file {unknown[0]!r}; one of: all, {', '.join(release)}")
     cache = Path(cache or default_cache())
     cache.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -337,20 +330,23 @@ def download(name: str, cache: Optional[Path] = None, log=print, release: Option
             part = dest.with_name(fname + ".part")
             have = part.stat().st_size if part.exists() else 0
             req = urllib.request.Request(url, headers={"User-Agent": "uavm", **({"Range": f"bytes={have}-"} if have else {})})
-            with urllib.request.urlopen(req, timeout=60) as r:
-                if have and r.status != 206:  # the server ignored the range: start over
-                    have = 0
-                total = r.headers.get("Content-Length")
-                with open(part, "ab" if have else "wb") as f:
-                    got = have
-                    while chunk := r.read(1 << 20):
-                        f.write(chunk)
-                        got += len(chunk)
-                        if sys.stderr.isatty():
-                            print(f"\r{fname}: {got / 1e6:.1f} MB", end="", file=sys.stderr)
-                if total is not None and got - have != int(total):
-                    raise OSError(f"{fname}: download cut short ({got} bytes); run the command again to resume")
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    if have and r.status != 206:  # the server ignored the range: start over
+                        have = 0
+                    total = r.headers.get("Content-Length")
+                    show = progress((int(total) + have) // 1_000_000 if total else None, fname, unit=" MB")
+                    with open(part, "ab" if have else "wb") as f:
+                        got = have
+                        while chunk := r.read(1 << 20):
+                            f.write(chunk)
+                            got += len(chunk)
+                            show(got // 1_000_000)
+            except OSError as e:  # the network: refused, cut, timed out
+                raise UAVMError(f"{fname}: download failed ({e}); run the command again to resume") from None
+            if total is not None and got - have != int(total):
+                raise UAVMError(f"{fname}: download cut short ({got} bytes); run the command again to resume")
             os.replace(part, dest)
-        log(f"{_sha256(dest)}  {dest}")
+        log(f"{sha256(dest)}  {dest}")
         paths.append(dest)
     return paths

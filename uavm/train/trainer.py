@@ -14,9 +14,6 @@ computes its slice of it; rank 0 alone evaluates, logs and writes checkpoints.
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,30 +23,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UAVMError
+from ..files import atomic, progress
+from ..model import UAVM
 from . import distributed
-from .data import FeatureSet, metrics, write_json_atomic
-from .model import UAVM, ModelConfig
+from .data import FeatureSet
+from .metrics import metrics
+
+
+def _opt(default, help: str, **kw):
+    """A recipe field and its command-line help (the options are made from the fields)."""
+    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class Recipe:
     """The released VGGSound recipe by default (AudioSet: lr 1e-5, loss bce)."""
 
-    epochs: int = 10
-    batch_size: int = 144
-    lr: float = 5e-5
-    lr_decay: float = 0.5
-    lr_decay_start: int = 1  # epochs at the full rate before halving begins
-    betas: tuple = (0.95, 0.999)
-    weight_decay: float = 5e-7
-    audio_weight: float = 0.5  # lambda_MT: the chance that a step trains on audio
-    mixup: float = 0.5
-    mixup_alpha: float = 10.0
-    label_smoothing: float = 0.1
-    time_shift: int = 15  # roll both modalities by the same integer in [-shift, shift)
-    balanced: bool = True
-    loss: str = "ce"
-    seed: int = 0
+    epochs: int = _opt(10, "epochs")
+    batch_size: int = _opt(144, "global batch size (split among torchrun ranks)")
+    lr: float = _opt(5e-5, "learning rate")
+    lr_decay: float = _opt(0.5, "learning-rate factor per epoch after --lr-decay-start")
+    lr_decay_start: int = _opt(1, "epochs at the full rate before the decay begins")
+    betas: tuple = _opt((0.95, 0.999), "Adam betas")
+    weight_decay: float = _opt(5e-7, "Adam weight decay")
+    audio_weight: float = _opt(0.5, "lambda_MT: the chance that a step trains on audio")
+    mixup: float = _opt(0.5, "the chance that a sample is mixed with another")
+    mixup_alpha: float = _opt(10.0, "mixup's Beta(alpha, alpha)")
+    label_smoothing: float = _opt(0.1, "label smoothing")
+    time_shift: int = _opt(15, "roll both modalities by the same integer in [-shift, shift)")
+    balanced: bool = _opt(True, "balanced sampling (the inverse of each label's frequency)")
+    loss: str = _opt("ce", "ce (single-label, softmax) or bce (multi-label)", choices=("ce", "bce"))
+    seed: int = _opt(0, "seed of every random draw")
 
     def lr_at(self, epoch: int) -> float:  # epoch counts from 1
         return self.lr * self.lr_decay ** max(0, epoch - self.lr_decay_start)
@@ -125,7 +130,7 @@ class Trainer:
     def fit(self) -> History:
         n, world = len(self.train), distributed.world()
         if min(self.r.batch_size, n) < world:
-            raise ValueError(f"a global batch of {min(self.r.batch_size, n)} cannot give each of "
+            raise UAVMError(f"a global batch of {min(self.r.batch_size, n)} cannot give each of "
                              f"{world} processes a sample; raise --batch-size")
         self.net = _data_parallel(self.model, torch.device(self.device))
         try:
@@ -155,7 +160,7 @@ class Trainer:
             g["lr"] = lr
         self.model.train()
         order = self.rng.choice(n, n, replace=True, p=self.p) if self.p is not None else self.rng.permutation(n)
-        bar = _bar(steps, f"epoch {self.epoch}/{r.epochs}", self.progress and distributed.is_main())
+        bar = progress(steps, f"epoch {self.epoch}/{r.epochs}", self.progress and distributed.is_main(), " steps")
         losses, t0 = [], time.time()
         for s in range(steps):
             xs, t, share = self._batch(order[s * r.batch_size:(s + 1) * r.batch_size])
@@ -180,15 +185,14 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         path = self.out / "checkpoint.pt"
-        tmp = path.with_name(".checkpoint.pt.tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint
+        with atomic(path) as tmp:  # a crash mid-write never leaves a half checkpoint
+            torch.save(self.state(), tmp)
         return path
 
     def resume(self, path) -> None:
         s = torch.load(path, map_location="cpu", weights_only=True)
         if json.loads(s["config"]) != self.model.cfg.to_dict():
-            raise ValueError(f"{path}: the checkpoint is of another architecture; remove it or change --out")
+            raise UAVMError(f"{path}: the checkpoint is of another architecture; remove it or change --out")
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["optimizer"])
         self.epoch = int(s["epoch"])
@@ -237,15 +241,3 @@ def format_epoch(rec: dict) -> str:
         if rec.get(m):
             parts.append(f"{m} acc {100 * rec[m]['acc']:.1f} mAP {100 * rec[m]['mAP']:.1f}")
     return " | ".join(parts)
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return lambda i, msg="": None
-    width = 30
-
-    def show(i, msg=""):
-        done = int(width * i / total)
-        print(f"\r{desc} [{'#' * done}{'.' * (width - done)}] {i}/{total} {msg}", end="" if i < total else "\n",
-              file=sys.stderr, flush=True)
-    return show

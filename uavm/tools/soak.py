@@ -10,16 +10,8 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-
-def _rss_mb(pid: int) -> dict:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return out
+from ..files import memory_mb as _rss_mb
 
 
 def _free_port() -> int:
@@ -44,7 +36,7 @@ def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError("the app exited at start-up")
+                    raise RuntimeError("the app exited at start-up") from None
                 time.sleep(0.25)
         client = Client(url, verbose=False)
         settings = [dict(), dict(audio_on=False), dict(video_on=False), dict(mute_from=2.0, mute_to=5.0),
@@ -67,7 +59,7 @@ def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 
         t_seq = time.time() - t0
         after_seq = _rss_mb(proc.pid)
         log(f"{sequential} sequential: {right} right, {t_seq:.1f} s, {after_seq}")
-        wrong_conc, t0 = 0, time.time()
+        t0 = time.time()
         clients = [Client(url, verbose=False) for _ in range(concurrent)]
 
         def burst(k):
@@ -112,18 +104,3 @@ def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="uavm soak")
-    p.add_argument("clips", nargs="*", help="clips to send (default: weights/examples)")
-    p.add_argument("--sequential", type=int, default=300)
-    p.add_argument("--concurrent", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=5, help="requests per concurrent client")
-    p.add_argument("--fresh", type=int, default=300, help="one-shot clients, each a new session")
-    a = p.parse_args(argv)
-    clips = a.clips or sorted(str(c) for c in (Path(__file__).resolve().parent.parent / "weights" / "examples").glob("*.mp4"))
-    print(json.dumps(soak(clips, a.sequential, a.concurrent, a.rounds, a.fresh), indent=1))
-    return 0

@@ -17,7 +17,6 @@ procedural numpy; clips are MP4 (H.264 + AAC), 224x224, 15 fps, 16 kHz mono, 10 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -417,7 +416,8 @@ def _job(args):
 
 def generate(out, clips_per_class: int, seed: int, split: str = "train", workers: int = 0, progress=None) -> Path:
     """Write ``out/clips/*.mp4`` and ``out/clips.json``; deterministic in (seed, split)."""
-    from .bundle import Label, write_labels
+    from ..bundle import write_labels
+    from ..files import write_json
 
     out = Path(out)
     (out / "clips").mkdir(parents=True, exist_ok=True)
@@ -431,12 +431,12 @@ def generate(out, clips_per_class: int, seed: int, split: str = "train", workers
         metas = [_job(j) for j in (progress(jobs) if progress else jobs)]
     data = [{"video": str(p.relative_to(out)), "labels": m["label"], **{k: m[k] for k in ("name", "events", "picture", "sound")}}
             for (p, _, _), m in zip(jobs, metas)]
-    (out / "clips.json").write_text(json.dumps({"seed": seed, "split": split, "data": data}, indent=1))
+    write_json(out / "clips.json", {"seed": seed, "split": split, "data": data})
     write_labels(out / "labels.csv", labels())
     return out
 
 
 def labels() -> list:
-    from .bundle import Label
+    from ..bundle import Label
 
     return [Label(i, mid, name) for i, (name, mid, _, _) in enumerate(CLASSES)]

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -22,13 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import corpus, media
-from .bundle import load_extractors, save_bundle, save_extractors
-from .data import FeatureSet, extract_features, read_datafile, resolve, write_json_atomic
-from .features import AudioPre, Extractor, Preprocessing, VideoPre, fbank, normalize_frames
-from .inference import FeatureExtractor
-from .model import UAVM, ModelConfig
-from .train import Recipe, Trainer, evaluate
+from .. import media
+from ..bundle import load_extractors, save_bundle, save_extractors
+from ..features import AudioPre, Extractor, Preprocessing, VideoPre, fbank, normalize_frames
+from ..files import write_json
+from ..inference import FeatureExtractor
+from ..model import UAVM, ModelConfig
+from ..train import FeatureSet, Recipe, Trainer, evaluate
+from ..train.data import extract_features, read_datafile, resolve
+from . import corpus
 
 
 @dataclass
@@ -56,7 +57,7 @@ class DemoConfig:
     workers: int = 0
 
     @classmethod
-    def tiny(cls) -> "DemoConfig":
+    def tiny(cls) -> DemoConfig:
         """Seconds, not minutes: for the end-to-end test."""
         return cls(train_per_class=2, val_per_class=1, test_per_class=1, convnext_dims=(8, 16, 16, 32),
                    audio_epochs=1, audio_windows_per_clip=2, video_epochs=1, video_frames_per_clip=2, embed_dim=32, shared_dim=16,
@@ -264,5 +265,5 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
     timings["examples"] = time.time() - t
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["total_seconds"] = round(time.time() - t_start, 1)
-    write_json_atomic(out / "demo-report.json", report)
+    write_json(out / "demo-report.json", report)
     return report

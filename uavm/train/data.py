@@ -8,18 +8,19 @@ naming a media file instead of features.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from ..errors import UAVMError, one_line
+from ..features import to_model_input
+from ..files import atomic, write_json
 from . import distributed
-from .features import to_model_input
 
 
-class DataError(ValueError):
+class DataError(UAVMError):
     pass
 
 
@@ -105,37 +106,6 @@ class FeatureSet:
         return int(self.get([0], m).shape[-1])
 
 
-# -- metrics ------------------------------------------------------------------------------
-def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the precision-recall curve, as sklearn's average_precision_score."""
-    order = np.argsort(-scores, kind="stable")
-    t = truth[order] > 0
-    if not t.any():
-        return float("nan")
-    hits = np.cumsum(t)
-    precision = hits / np.arange(1, len(t) + 1)
-    # ties share a threshold: evaluate precision at the last index of each distinct score
-    s = scores[order]
-    last = np.r_[s[1:] != s[:-1], True]
-    recall_step = np.diff(np.r_[0, hits[last]]) / t.sum()
-    return float(np.sum(recall_step * precision[last]))
-
-
-def metrics(scores: np.ndarray, y: np.ndarray) -> dict:
-    """Top-1 accuracy (argmax against the first positive label, as the authors') and
-    mAP over the classes that have positives."""
-    acc = float(np.mean(np.argmax(scores, 1) == np.argmax(y, 1)))
-    aps = [average_precision(scores[:, c], y[:, c]) for c in range(y.shape[1]) if y[:, c].any()]
-    return {"acc": acc, "mAP": float(np.mean(aps)) if aps else float("nan")}
-
-
-def write_json_atomic(path, obj) -> None:
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, p)
-
-
 def feature_names(clip, out: Path) -> dict:
     """Where a clip's features go: ``out/<stem>.audio.npy`` and ``out/<stem>.video.npy``."""
     stem = Path(clip).stem
@@ -155,22 +125,22 @@ def stem_collisions(clips) -> list:
     return clashes
 
 
-def write_clip_features(fx, clip: Path, out: Path, start: float = 0.0) -> bool:
-    """Extract one clip into ``feature_names(clip, out)``; -> False if both files were
-    already there. Each file is written under a temporary name and renamed, so a file that
-    exists is complete and a killed run never leaves half a feature file behind."""
+def write_clip_features(fx, clip: Path, out: Path, start: float = 0.0, redo: bool = False):
+    """Extract one clip into ``feature_names(clip, out)``; -> its Features, or None if both
+    files were already there (and not ``redo``). A missing stream is written as a (0, D)
+    array: the model input of a clip without it (all padding), and read back as missing
+    by ``uavm predict``. Each file is written atomically: a file that exists is complete."""
     names = feature_names(clip, out)
-    if all(p.exists() for p in names.values()):
-        return False
+    if not redo and all(p.exists() for p in names.values()):
+        return None
     f = fx.features(clip, start)
     dtype = np.float16 if fx.pre.feature_dtype == "float16" else np.float32
     for m, x in (("audio", f.audio), ("video", f.video)):
-        if x is None:  # a missing stream: zero features, as a padded clip
+        if x is None:
             x = np.zeros((0, fx.extractors[m].dim), np.float32)
-        tmp = out / f".{names[m].stem}.tmp.npy"
-        np.save(tmp, x.astype(dtype))
-        os.replace(tmp, names[m])
-    return True
+        with atomic(names[m]) as tmp:
+            np.save(tmp, x.astype(dtype))
+    return f
 
 
 def feature_entry(d: dict, clip: str, root: Path, out: Path) -> dict:
@@ -202,9 +172,9 @@ def extract_features(fx, src, out, progress=None, log=print, start: float = 0.0)
     failed, fresh = {}, 0
     for i in (progress(mine) if progress else mine):
         try:
-            fresh += write_clip_features(fx, resolve(root, clips[i]), out, start)
-        except (ValueError, RuntimeError, OSError) as e:
-            failed[i] = f"{clips[i]}: {(str(e).splitlines() or [type(e).__name__])[0]}"
+            fresh += write_clip_features(fx, resolve(root, clips[i]), out, start) is not None
+        except UAVMError as e:
+            failed[i] = f"{clips[i]}: {one_line(e)}"
     if distributed.world() > 1:  # each rank's share, so a user sees the work spread and resumed
         log(f"rank {distributed.rank()} of {distributed.world()}: {fresh} clips extracted, "
             f"{len(mine) - fresh - len(failed)} already done, {len(failed)} failed")
@@ -212,7 +182,7 @@ def extract_features(fx, src, out, progress=None, log=print, start: float = 0.0)
     path = out / "features.json"
     if distributed.is_main():
         data = [feature_entry(d, clips[i], root, out) for i, d in enumerate(entries) if i not in failed]
-        write_json_atomic(path, {"data": data, "failed": [failed[i] for i in sorted(failed)]})
+        write_json(path, {"data": data, "failed": [failed[i] for i in sorted(failed)]})
         for i in sorted(failed):
             log(f"failed: {failed[i]}")
     distributed.barrier()  # no rank returns before features.json is written

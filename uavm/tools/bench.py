@@ -1,8 +1,7 @@
 """`uavm bench`: where the time goes, from a clip to an answer, and how close the
-whole path comes to the ConvNeXt backbones alone on the same inputs."""
+whole path comes to the ConvNeXt backbones alone on the same inputs (figures, not tests)."""
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -23,21 +22,14 @@ def _ms(f, repeat: int = 5) -> float:
     return statistics.median(ts)
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, repeat: int = 5,
         precision: str = "auto", batch: int = 0, log=print) -> dict:
-    from .bundle import load_bundle, random_bundle
-    from .explore import Explorer
-    from .features import fbank, normalize_frames, _fast
-    from .inference import Pipeline
-    from .synth import demo_clip
+    from ..bundle import load_bundle, random_bundle
+    from ..demo.synth import demo_clip
+    from ..explore import Explorer
+    from ..features import _fast, fbank, normalize_frames
+    from ..files import memory_mb
+    from ..inference import Pipeline
 
     tmp = Path(tempfile.mkdtemp(prefix="uavm-bench-"))
     t_cold = time.perf_counter()
@@ -60,7 +52,7 @@ def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, r
     a, v = pipe.audio_features(wav), pipe.video_features(frames)
     st["transformer_with_attention"] = _ms(lambda: pipe.predict_features(a, v), repeat)
     try:
-        from app import figures
+        from .. import figures
 
         ex = Explorer(pipe)
         an = ex.run(clip)
@@ -100,40 +92,8 @@ def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, r
 
     r["backbone_alone_clips_per_s"] = round(batch * 1000 / _ms(backbone, repeat), 3)
     r["end_to_end_over_backbone"] = round(r["batch_clips_per_s"] / r["backbone_alone_clips_per_s"], 3)
-    r["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    r["peak_rss_mb"] = round(memory_mb().get("VmHWM", float("nan")), 1)
     if pipe.device.type == "cuda":
         r["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     r["threads"] = torch.get_num_threads()
     return r
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="uavm bench", description="per-stage timings, throughput, memory")
-    p.add_argument("--bundle", help="a bundle (default: the demo UAVM)")
-    p.add_argument("--size", choices=["tiny", "paper"], help="random weights of this size instead of a bundle "
-                   "(paper: ConvNeXt-Base x 2, N = Ns = 3, 1024 wide)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--clips", type=int, default=8, help="clips in the throughput folder")
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    bundle = a.bundle
-    if not bundle and not a.size:
-        from .cli import default_bundle
-
-        bundle = default_bundle()
-    r = run(bundle, a.size or "", a.device, a.clips, a.repeat, a.precision, a.batch)
-    if a.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            if isinstance(v, dict):
-                for kk, vv in v.items():
-                    print(f"  {kk:28s} {vv}")
-            else:
-                print(f"{k:30s} {v}")
-    return 0

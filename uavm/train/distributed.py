@@ -13,10 +13,16 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-# A rank may wait at a barrier for the slowest rank's remaining work: a rerun after a crash
-# can find one shard finished and another barely started. torchrun stops the whole group
-# when a worker dies, so a long timeout only delays the report of a worker that hangs.
-TIMEOUT = timedelta(seconds=float(os.environ.get("UAVM_DIST_TIMEOUT", 6 * 3600)))
+from ..errors import UAVMError
+from ..settings import settings
+
+
+def timeout() -> timedelta:
+    """$UAVM_DIST_TIMEOUT (default 6 h). A rank may wait at a barrier for the slowest rank's
+    remaining work: a rerun after a crash can find one shard finished and another barely
+    started. torchrun stops the whole group when a worker dies, so a long timeout only
+    delays the report of a worker that hangs."""
+    return timedelta(seconds=settings().dist_timeout)
 
 
 def launched() -> bool:
@@ -34,16 +40,16 @@ def joined(device: torch.device, backend: str | None = None):
     if device.type == "cuda":  # one GPU per process
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
-            raise RuntimeError(f"local rank {local} has no GPU of its own ({torch.cuda.device_count()} on this node): "
+            raise UAVMError(f"local rank {local} has no GPU of its own ({torch.cuda.device_count()} on this node): "
                                "start at most that many processes per node, or use --device cpu")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
-    store, me, size = next(dist.rendezvous("env://", timeout=TIMEOUT))
+    store, me, size = next(dist.rendezvous("env://", timeout=timeout()))
     # torchrun keeps one store across restarts, still holding the last attempt's addresses, which a
     # restarted rank would read and fail to connect to: each attempt gets keys of its own
     store = dist.PrefixStore(f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
     dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"), store=store, rank=me,
-                            world_size=size, timeout=TIMEOUT)
+                            world_size=size, timeout=timeout())
     try:
         yield device
     finally:

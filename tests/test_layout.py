@@ -1,0 +1,130 @@
+"""The house: dependencies run one way, read off the source (every import, deferred ones
+too), and the layout sketch in docs/ names every module that exists."""
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# tier of each part of uavm: a module may import only its own tier or lower ones
+TIERS = [
+    ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files"]),
+    ("core", ["uavm.media", "uavm.features", "uavm.model", "uavm.bundle", "uavm.official", "uavm.hub",
+              "uavm.inference", "uavm.explore", "uavm.explain", "uavm.timeline", "uavm.figures", "uavm.assets"]),
+    ("train", ["uavm.train"]),
+    ("analysis", ["uavm.analysis"]),
+    ("demo", ["uavm.demo"]),
+    ("tools", ["uavm.tools"]),
+    ("cli", ["uavm.cli", "uavm.__main__"]),
+    ("app", ["uavm.app"]),
+]
+
+
+def tier(module: str):
+    best = None
+    for i, (_, prefixes) in enumerate(TIERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and (best is None or len(p) > len(best[1])):
+                best = (i, p)
+    return best[0] if best else None
+
+
+def modules():
+    """(dotted name, path) of every module of the package, the app under its installed name."""
+    for path in sorted((ROOT / "uavm").rglob("*.py")):
+        rel = path.relative_to(ROOT).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        rel = path.relative_to(ROOT / "app").with_suffix("")
+        parts = ["uavm", "app", *rel.parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def imports(name: str, path: Path) -> set:
+    """Every module ``path`` imports, absolute, wherever the import statement stands."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            found.add(mod)
+            found |= {f"{mod}.{a.name}" for a in node.names}  # `from . import x` may name a submodule
+    return found
+
+
+ALL = dict(modules())
+
+
+def _known(m: str) -> bool:
+    return m in ALL
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_a_module_imports_only_its_own_tier_and_those_below(name):
+    mine = tier(name)
+    assert mine is not None, f"{name} is in no tier: add it to TIERS (and to the layout in docs/)"
+    for m in imports(name, ALL[name]):
+        if m.split(".")[0] == "app":
+            pytest.fail(f"{name} imports the top-level name 'app': the app is installed as uavm.app")
+        if not m.startswith("uavm") or not _known(m):
+            continue
+        t = tier(m)
+        if name == "uavm.cli.tools" and m.startswith("uavm.app"):
+            continue  # the one entry that launches the app
+        assert t <= mine, f"{name} ({TIERS[mine][0]}) imports {m} ({TIERS[t][0]}): a lower tier never imports a higher"
+
+
+def test_nothing_imports_the_command_line():
+    for name, path in ALL.items():
+        if tier(name) == tier("uavm.cli"):
+            continue
+        bad = [m for m in imports(name, path) if m.startswith("uavm.cli") and _known(m)]
+        assert not bad, f"{name} imports {bad}: helpers shared by commands belong in the library"
+
+
+def test_the_model_knows_no_files_decoders_features_plots_or_gradio():
+    got = imports("uavm.model", ALL["uavm.model"])
+    for banned in ("uavm.media", "uavm.features", "uavm.figures", "uavm.bundle", "gradio", "plotly", "av", "decord"):
+        assert not any(m == banned or m.startswith(banned + ".") for m in got), f"uavm.model imports {banned}"
+
+
+def test_the_decoder_side_never_loads_torch():
+    # decoder processes are forked from a server that preloads uavm.media: it must stay small
+    for name in ("uavm.media", "uavm.errors", "uavm.files", "uavm.settings"):
+        got = imports(name, ALL[name])
+        assert not any(m.split(".")[0] in ("torch", "timm", "torchaudio", "gradio") for m in got), name
+        assert all(tier(m) == 0 or m == "uavm.media" for m in got if m.startswith("uavm") and _known(m)), name
+
+
+def test_the_layout_sketch_in_docs_names_every_module_and_only_those():
+    text = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    sketch = text.split("```text", 1)[1].split("```", 1)[0]
+    named, folder = set(), []
+    for line in sketch.splitlines():
+        m = re.match(r"^(\s*)(\S+?)(/?)(\s|$)", line)
+        if not m or line.strip().startswith("#"):
+            continue
+        depth = len(m.group(1)) // 2
+        folder = folder[:depth]
+        if m.group(3):
+            folder.append(m.group(2))
+        elif m.group(2).endswith(".py"):
+            named.add("/".join(folder + [m.group(2)]))
+    real = {str(p.relative_to(ROOT)) for p in list((ROOT / "uavm").rglob("*.py")) + list((ROOT / "app").rglob("*.py"))
+            if p.name != "__main__.py"}
+    assert named == real, f"in docs/README.md but not on disk: {sorted(named - real)}; " \
+                          f"on disk but not in docs/README.md: {sorted(real - named)}"

@@ -1,0 +1,46 @@
+"""The app's door for uploads and its disk cap, without a server."""
+import os
+import time
+
+import pytest
+
+pytest.importorskip("gradio")
+
+
+def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_path):
+    from uavm.app import Uploads
+    from uavm.errors import InputError
+
+    root = tmp_path / "uploads"
+    (root / "abc").mkdir(parents=True)
+    ok = root / "abc" / "clip.mp4"
+    ok.write_bytes(b"x")
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"x")
+    (root / "abc" / "link.mp4").symlink_to(outside)
+    os.mkfifo(root / "abc" / "fifo.mp4")
+    door = Uploads(str(root))
+    assert door.check(str(ok)) == os.path.realpath(ok)
+    for bad in (str(outside), str(root / "abc" / "link.mp4"), str(root / "abc" / "fifo.mp4"), str(root / "abc"),
+                str(root / "abc" / ".." / ".." / "outside.mp4"), 19, None, "", "relative.mp4"):
+        with pytest.raises(InputError):
+            door.check(bad)
+    with pytest.raises(InputError, match="handle_file"):
+        door.from_api(str(ok))  # the API takes Gradio's FileData only
+    assert door.from_api({"path": str(ok), "meta": {"_type": "gradio.FileData"}}) == os.path.realpath(ok)
+
+
+def test_the_upload_folder_is_trimmed_oldest_first_to_its_size_cap(tmp_path):
+    from uavm.app import Uploads
+
+    now = time.time()
+    for i in range(5):
+        d = tmp_path / f"u{i}"
+        d.mkdir()
+        (d / "clip.mp4").write_bytes(b"x" * 1000)
+        os.utime(d / "clip.mp4", (now - 1000 + i, now - 1000 + i))
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "clip.mp4").write_bytes(b"x" * 1000)  # just uploaded: kept whatever the cap
+    freed = Uploads(str(tmp_path)).trim(2500)
+    assert freed == 4000
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["new", "u4"]

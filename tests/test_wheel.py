@@ -1,0 +1,88 @@
+"""What `pip install uavm` gets: a wheel, installed into a fresh virtual environment, runs
+the CLI and the app on the embedded demo, and installs no top-level `app` package."""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(d / "dist"),
+                        str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (whl,) = (d / "dist").glob("uavm-*.whl")
+    # the dependencies (torch, gradio, ...) come from this interpreter; uavm only from the wheel
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(d / "env")
+    py = d / "env" / "bin" / "python"
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
+                        str(whl)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return py, d
+
+
+def run(py, *args, cwd):
+    return subprocess.run([str(py), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_the_wheel_holds_uavm_with_its_app_and_demo_and_no_top_level_app(installed):
+    py, d = installed
+    r = run(py, "-c", "import uavm, uavm.app, uavm.assets as a; print(uavm.__file__); print(a.weights_dir())", cwd=d)
+    lib, weights = r.stdout.split()
+    assert "/env/" in lib and "/env/" in weights, r.stdout + r.stderr  # not the checkout
+    site = Path(lib).parents[1]
+    assert not (site / "app").exists()
+    assert (Path(weights) / "demo-uavm" / "model.safetensors").is_file()
+
+
+def test_the_installed_cli_predicts_an_example_clip_with_the_demo_bundles(installed):
+    py, d = installed
+    uavm = py.parent / "uavm"
+    r = run(py, "-c", "import uavm.assets as a; print(a.examples()[0])", cwd=d)
+    clip = r.stdout.strip()
+    for model in ("demo-uavm", "demo-independent", "demo-cross-modal"):
+        bundle = Path(clip).parents[1] / model
+        r = run(uavm, "predict", clip, "--bundle", bundle, "--json", cwd=d)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["fused"]["top"][0]["label"]
+    r = run(uavm, "predict", clip, "--json", cwd=d)  # the default bundle
+    assert r.returncode == 0 and Path(clip).stem.replace("_", " ") in r.stdout
+
+
+def test_the_installed_app_serves_the_demo(installed):
+    py, d = installed
+    port = free_port()
+    with open(d / "app.log", "w") as log:
+        proc = subprocess.Popen([str(py.parent / "uavm"), "app", "--port", str(port), "--device", "cpu"], cwd=d,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None, (d / "app.log").read_text()
+                time.sleep(0.5)
+        else:
+            pytest.fail("the installed app did not start:\n" + (d / "app.log").read_text())
+        assert "UAVM" in page
+        from gradio_client import Client, handle_file
+
+        r = run(py, "-c", "import uavm.assets as a; print(a.examples()[0])", cwd=d)
+        out = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(r.stdout.strip()),
+                                                                        api_name="/predict")
+        assert out["fused"]["top"][0]["label"]
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -1,0 +1,170 @@
+"""Commands on clips: predict, features."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UAVMError
+from .options import DEVICE
+
+MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wav", ".mp3", ".flac", ".ogg",
+             ".m4a", ".aac", ".opus"}
+
+
+def add(sub) -> None:
+    s = sub.add_parser("predict", help="audio-only, video-only and fused predictions for clips or features")
+    s.add_argument("clips", nargs="*", metavar="CLIP")
+    s.add_argument("--bundle", help="model bundle folder (default: the embedded demo model)")
+    s.add_argument("--audio-features", metavar="A.npy", help="(T, D) audio features, before L2 normalisation")
+    s.add_argument("--video-features", metavar="V.npy", help="(T, D) video features, before L2 normalisation")
+    s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
+    s.add_argument("--no-video", action="store_true", help="treat the video as missing")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start (default 0)")
+    s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span (clip seconds)")
+    s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span")
+    s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
+    s.add_argument("--device", **DEVICE)
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="backbone arithmetic (auto: bf16 autocast on a GPU, fp32 on the CPU)")
+    s.add_argument("--batch", type=int, default=0, metavar="CLIPS",
+                   help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
+    s.set_defaults(fn=predict)
+
+    s = sub.add_parser("features", help="write OUT/<stem>.audio.npy and OUT/<stem>.video.npy")
+    s.add_argument("clips", nargs="*", metavar="CLIP")
+    s.add_argument("--manifest", metavar="LIST", help="a clip list (JSON, as `uavm evaluate --data` reads): "
+                   "resumable, sharded under torchrun, and OUT/features.json for `uavm train`")
+    s.add_argument("--bundle")
+    s.add_argument("--out", required=True)
+    s.add_argument("--start", type=float, default=0.0)
+    s.add_argument("--device", **DEVICE)
+    s.set_defaults(fn=features)
+
+
+def expand_clips(items) -> list:
+    """Files as given; folders become their media files (by extension), sorted. A folder
+    with none stays as it is, so that it is reported (not a regular file), never skipped."""
+    out = []
+    for it in items:
+        p = Path(it)
+        found = sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT) \
+            if p.is_dir() else []
+        out += found or [str(it)]
+    return out
+
+
+def _load_npy(path, what):
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UAVMError(f"{path}: no such file") from None
+    except Exception as e:  # numpy raises many kinds for a file that is not an array
+        raise UAVMError(f"{path}: not a .npy array of {what} features ({type(e).__name__})") from None
+
+
+def _print_human(name: str, pred, k: int) -> None:
+    print(name)
+    for m in ("audio", "video", "fused"):
+        top = pred.top(m, k)
+        if top is None:
+            why = pred.missing.get(m, "no prediction of its own (cross-modal model)" if m != "fused" else "")
+            print(f"  {m:5s}  -  ({why})")
+        else:
+            print(f"  {m:5s}  " + " | ".join(f"{t['label']} {t['score']:.3f}" for t in top))
+
+
+def predict(a) -> int:
+    from ..assets import default_bundle
+    from ..bundle import load_bundle
+    from ..errors import one_line
+    from ..files import progress
+    from ..inference import Pipeline, check_top_k, check_window
+    from . import err
+
+    if not a.clips and a.audio_features is None and a.video_features is None:
+        err("give clips, or --audio-features / --video-features")
+        return 2
+    # the same checks, and the same messages, as the app's API
+    a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
+    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device, a.precision)
+    check_top_k(a.top_k, len(pipe.bundle.labels))
+    clips = expand_clips(a.clips)
+
+    def from_features():
+        af = _load_npy(a.audio_features, "audio") if a.audio_features and not a.no_audio else None
+        vf = _load_npy(a.video_features, "video") if a.video_features and not a.no_video else None
+        if af is None and vf is None:
+            raise UAVMError("nothing left to predict from: both modalities are off")
+        return pipe.predict_features(af, vf)
+
+    results = pipe.predict_many(clips, a.start, not a.no_audio, not a.no_video, a.mute_audio, a.blank_video,
+                                batch=a.batch)
+    if a.audio_features or a.video_features:
+        results = [*results, (str(a.audio_features or a.video_features), None)]
+    show = progress(len(clips), "predict", enabled=len(clips) > 1 and sys.stderr.isatty(), unit=" clips")
+    failed = 0
+    for i, (name, pred) in enumerate(results):
+        show(i + 1)
+        if pred is None:
+            try:
+                pred = from_features()
+            except UAVMError as e:
+                pred = e
+        if isinstance(pred, Exception):
+            failed += 1
+            msg = one_line(pred)
+            err(msg)
+            if a.json:
+                print(json.dumps({"clip": str(name), "error": msg}), flush=True)
+            continue
+        if a.json:
+            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}, allow_nan=False),
+                  flush=True)
+        else:
+            _print_human(str(name), pred, a.top_k)
+    return 1 if failed else 0
+
+
+def features(a) -> int:
+    from ..assets import default_bundle
+    from ..bundle import load_bundle
+    from ..errors import one_line
+    from ..inference import Pipeline, pick_device
+    from ..train import distributed
+    from ..train.data import extract_features, stem_collisions, write_clip_features
+    from . import err
+
+    if bool(a.clips) == bool(a.manifest):
+        err("give either clips or --manifest LIST")
+        return 2
+    clashes = stem_collisions(a.clips)
+    if clashes:
+        err(f"{clashes[0]} share a file name stem: their features would overwrite each other in {a.out}")
+        return 2
+    # under torchrun each rank extracts its shard; gloo is enough, only the failure lists travel
+    with distributed.joined(pick_device(a.device), backend="gloo") as device:
+        pipe = Pipeline(load_bundle(a.bundle or default_bundle()), device)
+        if a.manifest:
+            path = extract_features(pipe, a.manifest, a.out, log=err, start=a.start)
+            report = json.loads(path.read_text())
+            if distributed.is_main():
+                print(f"wrote {path}: {len(report['data'])} clips, {len(report['failed'])} failed")
+            return 1 if report["failed"] else 0
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        failed = 0
+        for clip in [a.clips[i] for i in distributed.shard(len(a.clips))]:
+            try:
+                f = write_clip_features(pipe, clip, out, a.start, redo=True)
+            except UAVMError as e:
+                failed += 1
+                err(one_line(e))
+                continue
+            print(f"{clip}: " + ", ".join(f"{m} {tuple(x.shape)}" for m, x in (("audio", f.audio), ("video", f.video))
+                                          if x is not None)
+                  + "".join(f"; {m}: {why} (written as (0, D))" for m, why in f.missing.items()))
+        return 1 if failed else 0

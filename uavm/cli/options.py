@@ -1,0 +1,37 @@
+"""Command-line options made from the dataclasses they configure: one option per field,
+its type and default from the field, its help from the field's metadata."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, fields
+
+
+def add_fields(parser: argparse.ArgumentParser, cls, names, defaults: dict | None = None) -> None:
+    """``--field-name`` for each of ``names`` (a True boolean becomes ``--no-field-name``)."""
+    by_name = {f.name: f for f in fields(cls)}
+    for name in names:
+        f = by_name[name]
+        default = (defaults or {}).get(name, f.default if f.default is not MISSING else None)
+        flag = "--" + name.replace("_", "-")
+        help = f.metadata.get("help", name.replace("_", " "))
+        if isinstance(default, bool):
+            if default:
+                parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false",
+                                    help=f"turn off: {help}")
+            else:
+                parser.add_argument(flag, action="store_true", help=help)
+        elif isinstance(default, tuple):
+            parser.add_argument(flag, type=type(default[0]), nargs=len(default), default=default,
+                                help=f"{help} (default {' '.join(map(str, default))})")
+        else:
+            kind = type(f.default) if f.default is not MISSING and f.default is not None else str
+            parser.add_argument(flag, type=kind, default=default, choices=f.metadata.get("choices"),
+                                help=help + ("" if default is None else f" (default {default})"))
+
+
+def field_values(args, cls, names) -> dict:
+    """The parsed values of ``names`` (those given a value) as keyword arguments of ``cls``."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+DEVICE = dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the networks run (default: a GPU if any)")

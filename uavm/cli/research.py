@@ -1,0 +1,223 @@
+"""Commands for training and study: synth, train, evaluate, build-demo, analyze."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..model import ModelConfig
+from ..train.trainer import Recipe
+from .options import DEVICE, add_fields, field_values
+
+ARCH = ("kind", "n_specific", "n_shared", "embed_dim", "shared_dim", "num_heads")
+RECIPE = ("epochs", "batch_size", "lr", "lr_decay", "lr_decay_start", "mixup", "label_smoothing", "time_shift",
+          "loss")
+
+
+def add(sub) -> None:
+    s = sub.add_parser("synth", help="generate the labelled audio-visual event corpus (uavm.demo.corpus)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--clips-per-class", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--split", default="train", help="a name that also enters the clips' seeds")
+    s.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    s.set_defaults(fn=synth)
+
+    s = sub.add_parser("train", help="Algorithm 1 training on a feature data file (the released recipe)")
+    s.add_argument("--data", required=True, help="feature data file (JSON) or a folder with features.json")
+    s.add_argument("--val", help="validation feature data file, evaluated every epoch")
+    s.add_argument("--labels", required=True, help="label CSV: index,mid,display_name")
+    s.add_argument("--out", required=True, help="bundle folder; holds checkpoint.pt while training (resumed)")
+    s.add_argument("--extractors", help="bundle or extractor set whose extractors the bundle will use")
+    s.add_argument("--dataset", choices=["vggsound", "audioset", "other"])
+    add_fields(s, ModelConfig, ARCH)
+    add_fields(s, Recipe, RECIPE + ("audio_weight", "balanced", "seed"), defaults={"loss": None})
+    s.add_argument("--restart", action="store_true",
+                   help="ignore an existing checkpoint (not with torchrun --max-restarts: each restart would start over)")
+    s.add_argument("--device", **DEVICE)
+    s.set_defaults(fn=train)
+
+    s = sub.add_parser("evaluate", help="audio-only, video-only and fused accuracy and mAP")
+    s.add_argument("--bundle")
+    s.add_argument("--data", required=True, help="feature data file, clip list, or a folder with either")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--device", **DEVICE)
+    s.set_defaults(fn=evaluate)
+
+    s = sub.add_parser("build-demo", help="rebuild the embedded demo models and examples from scratch")
+    s.add_argument("--out", help="where the bundles go (default: the weights/ folder the demo is loaded from)")
+    s.add_argument("--work", help="scratch folder for corpora and features (default: a new temp folder)")
+    s.add_argument("--tiny", action="store_true", help="a seconds-long run of the same recipe (for tests)")
+    s.add_argument("--workers", type=int, default=0)
+    s.set_defaults(fn=build_demo)
+
+    s = sub.add_parser("analyze", help="the paper's analyses: probe, retrieval, attention, sweep (CSV + HTML)")
+    what = s.add_subparsers(dest="what", required=True, metavar="ANALYSIS")
+
+    def common(s, data=True):
+        s.add_argument("--bundle", help="model bundle (default: the embedded demo UAVM)")
+        if data:
+            s.add_argument("--data", required=True, help="feature data file, a folder with features.json, or a "
+                           "labelled clip list (extracted with the bundle's extractors into OUT/features)")
+        s.add_argument("--out", required=True)
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+
+    s = what.add_parser("probe", help="modality probe per layer, coefficients, t-SNE (Fig. 3)")
+    common(s)
+    s.add_argument("--tsne-clips", type=int, default=300, help="clips per modality in the t-SNE (0: none)")
+    s = what.add_parser("retrieval", help="audio-to-video retrieval recall@k per layer (Fig. 4)")
+    common(s)
+    s.add_argument("--per-class", type=int, default=5, help="clips per class in the subset (the paper: 5)")
+    s.add_argument("--k", type=int, nargs="+", default=[5, 10])
+    s = what.add_parser("attention", help="A-V attention difference per layer, per-head temporal attention (Fig. 5)")
+    common(s)
+    s.add_argument("--clip", default="0", help="index or name of the clip for the temporal heatmap")
+    s.add_argument("--layer", type=int, default=0, help="layer of the heatmap, from 1 (default: the last)")
+    s = what.add_parser("sweep", help="train and evaluate over S_dim, Ns, lambda_MT, several seeds (Fig. 2)")
+    common(s, data=False)
+    s.add_argument("--train", required=True, help="feature data file to train on")
+    s.add_argument("--val", required=True, help="feature data file to evaluate on")
+    s.add_argument("--labels", help="label CSV (default: the bundle's labels)")
+    s.add_argument("--kinds", nargs="+", default=["unified", "independent"],
+                   choices=["unified", "independent", "cross_modal"])
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    s.add_argument("--shared-dim", type=_nums(int), help="S_dim values, e.g. '16,64,256,1024'")
+    s.add_argument("--n-shared", type=_nums(int), help="Ns values; N = --layers - Ns")
+    s.add_argument("--audio-weight", type=_nums(float), help="lambda_MT values")
+    s.add_argument("--layers", type=int, default=6, help="N + Ns, fixed")
+    s.add_argument("--base-n-shared", type=int, default=3, help="Ns of the base model")
+    s.add_argument("--base-shared-dim", type=int, default=1024, help="S_dim of the base model")
+    s.add_argument("--base-audio-weight", type=float, default=0.5, help="lambda_MT of the base model")
+    add_fields(s, ModelConfig, ("embed_dim", "num_heads"))
+    add_fields(s, Recipe, RECIPE, defaults={"loss": None})
+    s.add_argument("--save-models", action="store_true", help="keep every trained model as a bundle in OUT/models")
+    for p in what.choices.values():
+        p.set_defaults(fn=analyze)
+
+
+def _nums(kind):
+    return lambda s: [kind(x) for x in s.replace(",", " ").split()]
+
+
+def synth(a) -> int:
+    from ..demo.corpus import generate
+
+    out = generate(a.out, a.clips_per_class, a.seed, a.split, workers=a.workers)
+    print(f"wrote {out / 'clips.json'} and {out / 'labels.csv'}")
+    return 0
+
+
+def train(a) -> int:
+    import torch
+
+    from ..bundle import load_extractors, read_labels, save_bundle
+    from ..features import Preprocessing
+    from ..inference import pick_device
+    from ..model import UAVM
+    from ..train import FeatureSet, Trainer, distributed, evaluate
+
+    labels = read_labels(a.labels)
+    dataset = a.dataset or ("audioset" if len(labels) == 527 else "vggsound")
+    if a.extractors:
+        extractors, pre = load_extractors(a.extractors)
+    else:
+        extractors, pre = {}, Preprocessing.for_dataset(dataset) if dataset in ("vggsound", "audioset") else Preprocessing()
+    train_set = FeatureSet(a.data, labels, pre.seq_len)
+    val = FeatureSet(a.val, labels, pre.seq_len) if a.val else None
+    recipe = Recipe(**{**field_values(a, Recipe, RECIPE + ("audio_weight", "balanced", "seed")),
+                       "loss": a.loss or ("bce" if dataset == "audioset" else "ce")})
+    torch.manual_seed(a.seed)
+    mcfg = ModelConfig(**field_values(a, ModelConfig, ARCH), num_classes=len(labels), seq_len=pre.seq_len,
+                       audio_dim=train_set.dim("audio"), video_dim=train_set.dim("video"))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # under torchrun: DDP over the ranks, each with its slice of every global batch (uavm.train)
+    with distributed.joined(pick_device(a.device)) as device:
+        trainer = Trainer(UAVM(mcfg), train_set, recipe, val, out=out, device=device, progress=sys.stderr.isatty())
+        # every rank resumes from the same checkpoint (rank 0 writes it; a torchrun restart reruns this)
+        if (out / "checkpoint.pt").exists() and not a.restart:
+            trainer.resume(out / "checkpoint.pt")
+            if distributed.is_main():
+                print(f"resuming after epoch {trainer.epoch}", flush=True)
+        history = trainer.fit()
+        if distributed.is_main():
+            final = evaluate(trainer.model, val, device) if val else None
+            save_bundle(out, trainer.model.cpu(), pre, labels, extractors=extractors, share_extractors=True,
+                        task={"loss": recipe.loss, "dataset": dataset}, name=out.name,
+                        provenance={"trained_on": str(a.data), "recipe": recipe.__dict__,
+                                    "history": history.epochs, "val": final, "built_with": "uavm train"})
+            print(f"wrote bundle {out}")
+        distributed.barrier()  # the other ranks wait while rank 0 writes the bundle
+    return 0
+
+
+def evaluate(a) -> int:
+    import tempfile
+
+    from ..assets import default_bundle
+    from ..bundle import load_bundle
+    from ..inference import Pipeline
+    from ..train import FeatureSet, evaluate, feature_data
+    from . import err
+
+    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
+    with tempfile.TemporaryDirectory() as tmp:  # a clip list: extracted with the bundle's own extractors
+        data = FeatureSet(feature_data(pipe, a.data, tmp, log=err), pipe.bundle.labels, pipe.pre.seq_len)
+        res = evaluate(pipe.bundle.model, data, pipe.device)
+    res = {"bundle": pipe.bundle.name, "clips": len(data), **res}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for m in ("audio", "video", "fused"):
+            v = res[m]
+            print(f"{m:5s}  " + ("-" if v is None else f"top-1 accuracy {100 * v['acc']:.2f}%  mAP {100 * v['mAP']:.2f}%"))
+    return 0
+
+
+def build_demo(a) -> int:
+    import tempfile
+
+    from ..assets import weights_dir
+    from ..demo import build
+
+    cfg = build.DemoConfig.tiny() if a.tiny else build.DemoConfig()
+    cfg.workers = a.workers
+    work = a.work or tempfile.mkdtemp(prefix="uavm-demo-")
+    r = build.build(a.out or weights_dir() or "weights", work, cfg)
+    print(json.dumps({k: r[k] for k in ("models", "timings_seconds", "total_seconds")}, indent=1))
+    return 0
+
+
+def analyze(a) -> int:
+    import importlib.util
+
+    from ..assets import default_bundle
+    from ..errors import UAVMError
+
+    lacking = [m for m, mod in (("scikit-learn", "sklearn"), ("plotly", "plotly")) if not importlib.util.find_spec(mod)]
+    if lacking:
+        raise UAVMError(f"uavm analyze needs {' and '.join(lacking)}: pip install 'uavm[analyze]'")
+    from ..analysis import report
+
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    bundle = a.bundle or (default_bundle() if a.what != "sweep" or not a.labels else None)
+    log = lambda m: print(m, flush=True)
+    if a.what == "probe":
+        files = report.probe(bundle, a.data, a.out, a.device, a.seed, a.tsne_clips, log=log)
+    elif a.what == "retrieval":
+        files = report.retrieval(bundle, a.data, a.out, a.device, a.seed, a.per_class, a.k, log=log)
+    elif a.what == "attention":
+        files = report.attention(bundle, a.data, a.out, a.device, a.clip, a.layer, log=log)
+    else:
+        if not 0 <= a.base_n_shared <= a.layers:
+            raise UAVMError(f"--base-n-shared {a.base_n_shared} is outside 0..--layers {a.layers}")
+        grids = {k: v for k, v in (("shared_dim", a.shared_dim), ("n_shared", a.n_shared),
+                                   ("audio_weight", a.audio_weight)) if v}
+        base = {"n_specific": a.layers - a.base_n_shared, "n_shared": a.base_n_shared, "embed_dim": a.embed_dim,
+                "shared_dim": a.base_shared_dim, "num_heads": a.num_heads, "audio_weight": a.base_audio_weight}
+        files = report.sweep(a.train, a.val, a.out, grids, base, field_values(a, Recipe, RECIPE), a.kinds, a.seeds,
+                             bundle=bundle, labels=a.labels, device=a.device, save_models=a.save_models, log=log)
+    for f in files:
+        print(f"wrote {f}")
+    return 0
