@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UAVMError
-from .options import DEVICE
+from .options import DEVICE, add_bundle_options, bundle_of
 
 MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wav", ".mp3", ".flac", ".ogg",
              ".m4a", ".aac", ".opus"}
@@ -17,7 +17,7 @@ MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", "
 def add(sub) -> None:
     s = sub.add_parser("predict", help="audio-only, video-only and fused predictions for clips or features")
     s.add_argument("clips", nargs="*", metavar="CLIP")
-    s.add_argument("--bundle", help="model bundle folder (default: the embedded demo model)")
+    add_bundle_options(s)
     s.add_argument("--audio-features", metavar="A.npy", help="(T, D) audio features, before L2 normalisation")
     s.add_argument("--video-features", metavar="V.npy", help="(T, D) video features, before L2 normalisation")
     s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
@@ -38,7 +38,7 @@ def add(sub) -> None:
     s.add_argument("clips", nargs="*", metavar="CLIP")
     s.add_argument("--manifest", metavar="LIST", help="a clip list (JSON, as `uavm evaluate --data` reads): "
                    "resumable, sharded under torchrun, and OUT/features.json for `uavm train`")
-    s.add_argument("--bundle")
+    add_bundle_options(s)
     s.add_argument("--out", required=True)
     s.add_argument("--start", type=float, default=0.0)
     s.add_argument("--device", **DEVICE)
@@ -78,7 +78,6 @@ def _print_human(name: str, pred, k: int) -> None:
 
 
 def predict(a) -> int:
-    from ..assets import default_bundle
     from ..bundle import load_bundle
     from ..errors import one_line
     from ..files import progress
@@ -90,7 +89,7 @@ def predict(a) -> int:
         return 2
     # the same checks, and the same messages, as the app's API
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
-    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device, a.precision)
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision)
     check_top_k(a.top_k, len(pipe.bundle.labels))
     clips = expand_clips(a.clips)
 
@@ -130,7 +129,6 @@ def predict(a) -> int:
 
 
 def features(a) -> int:
-    from ..assets import default_bundle
     from ..bundle import load_bundle
     from ..errors import one_line
     from ..inference import Pipeline, pick_device
@@ -147,7 +145,7 @@ def features(a) -> int:
         return 2
     # under torchrun each rank extracts its shard; gloo is enough, only the failure lists travel
     with distributed.joined(pick_device(a.device), backend="gloo") as device:
-        pipe = Pipeline(load_bundle(a.bundle or default_bundle()), device)
+        pipe = Pipeline(load_bundle(bundle_of(a)), device)
         if a.manifest:
             path = extract_features(pipe, a.manifest, a.out, log=err, start=a.start)
             report = json.loads(path.read_text())

@@ -35,3 +35,19 @@ def field_values(args, cls, names) -> dict:
 
 
 DEVICE = dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the networks run (default: a GPU if any)")
+
+
+def add_bundle_options(parser: argparse.ArgumentParser) -> None:
+    """--bundle DIR or --model NAME (and where named models are fetched from)."""
+    parser.add_argument("--bundle", help="model bundle folder")
+    parser.add_argument("--model", metavar="NAME", help="a model by name (`uavm models` lists them); default: the "
+                        "embedded demo UAVM, or $UAVM_BUNDLE")
+    parser.add_argument("--mirror", metavar="URL", help="where named models' files are fetched from "
+                        "(default $UAVM_MIRROR, then the authors' release)")
+
+
+def bundle_of(args):
+    """The bundle folder the options name (see ``uavm.hub.resolve``)."""
+    from ..hub import resolve
+
+    return resolve(getattr(args, "model", None), getattr(args, "bundle", None), getattr(args, "mirror", None))

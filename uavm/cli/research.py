@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..model import ModelConfig
 from ..train.trainer import Recipe
-from .options import DEVICE, add_fields, field_values
+from .options import DEVICE, add_bundle_options, add_fields, bundle_of, field_values
 
 ARCH = ("kind", "n_specific", "n_shared", "embed_dim", "shared_dim", "num_heads")
 RECIPE = ("epochs", "batch_size", "lr", "lr_decay", "lr_decay_start", "mixup", "label_smoothing", "time_shift",
@@ -38,7 +38,7 @@ def add(sub) -> None:
     s.set_defaults(fn=train)
 
     s = sub.add_parser("evaluate", help="audio-only, video-only and fused accuracy and mAP")
-    s.add_argument("--bundle")
+    add_bundle_options(s)
     s.add_argument("--data", required=True, help="feature data file, clip list, or a folder with either")
     s.add_argument("--json", action="store_true")
     s.add_argument("--device", **DEVICE)
@@ -55,7 +55,7 @@ def add(sub) -> None:
     what = s.add_subparsers(dest="what", required=True, metavar="ANALYSIS")
 
     def common(s, data=True):
-        s.add_argument("--bundle", help="model bundle (default: the embedded demo UAVM)")
+        add_bundle_options(s)
         if data:
             s.add_argument("--data", required=True, help="feature data file, a folder with features.json, or a "
                            "labelled clip list (extracted with the bundle's extractors into OUT/features)")
@@ -155,13 +155,12 @@ def train(a) -> int:
 def evaluate(a) -> int:
     import tempfile
 
-    from ..assets import default_bundle
     from ..bundle import load_bundle
     from ..inference import Pipeline
     from ..train import FeatureSet, evaluate, feature_data
     from . import err
 
-    pipe = Pipeline(load_bundle(a.bundle or default_bundle()), a.device)
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
     with tempfile.TemporaryDirectory() as tmp:  # a clip list: extracted with the bundle's own extractors
         data = FeatureSet(feature_data(pipe, a.data, tmp, log=err), pipe.bundle.labels, pipe.pre.seq_len)
         res = evaluate(pipe.bundle.model, data, pipe.device)
@@ -192,7 +191,6 @@ def build_demo(a) -> int:
 def analyze(a) -> int:
     import importlib.util
 
-    from ..assets import default_bundle
     from ..errors import UAVMError
 
     lacking = [m for m, mod in (("scikit-learn", "sklearn"), ("plotly", "plotly")) if not importlib.util.find_spec(mod)]
@@ -201,7 +199,7 @@ def analyze(a) -> int:
     from ..analysis import report
 
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    bundle = a.bundle or (default_bundle() if a.what != "sweep" or not a.labels else None)
+    bundle = None if a.what == "sweep" and a.labels and not (a.bundle or a.model) else bundle_of(a)
     log = lambda m: print(m, flush=True)
     if a.what == "probe":
         files = report.probe(bundle, a.data, a.out, a.device, a.seed, a.tsne_clips, log=log)
