@@ -10,6 +10,7 @@ _EXPORTS = {
     "save_bundle": "bundle", "Preprocessing": "features", "Features": "inference", "Pipeline": "inference",
     "Prediction": "inference", "MediaError": "media", "UAVM": "model", "ModelConfig": "model",
     "FeatureSet": "train", "Trainer": "train", "Recipe": "train", "UAVMError": "errors",
+    "load": "hub",  # a Bundle by name ("vggsound-uavm", "hf-hub:ORG/NAME") or by folder
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -1,5 +1,6 @@
-"""The authors' released files (github.com/YuanGongND/uavm): where they live, and
-their conversion into bundles. Nothing else in uavm knows their key names.
+"""The authors' released files (github.com/YuanGongND/uavm): where they live, which of
+them each released model needs, and their conversion into bundles. Nothing else in uavm
+knows their key names. (Fetching them, by name, is ``uavm.hub``.)
 
 Loads are strict: every key of a checkpoint is either used or known to be unused
 by the released code (and listed), every shape is checked, and nothing pickled is
@@ -7,10 +8,8 @@ ever executed (``torch.load(weights_only=True)``).
 """
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import urllib.request
 from pathlib import Path
 from typing import Optional
 
@@ -19,9 +18,8 @@ import torch
 from .bundle import Label, read_labels, save_bundle
 from .errors import UAVMError
 from .features import Extractor, Preprocessing
-from .files import progress, sha256
+from .files import sha256
 from .model import UAVM, ModelConfig
-from .settings import settings
 
 _DBX = "https://www.dropbox.com/s/"
 _GH = "https://raw.githubusercontent.com/YuanGongND/uavm/b3120c7482260ac3c4700ab88c8b85627b077ec2/egs/"
@@ -41,6 +39,30 @@ RELEASE = {
     "audioset-labels": (_GH + "audioset/datafile/class_labels_indices.csv", "class_labels_indices.csv"),
     "video-extractor": ("https://download.pytorch.org/models/convnext_base-6075fbad.pth", "convnext_base-6075fbad.pth"),
 }
+
+# The release publishes no checksums. torchvision names its files NAME-<the first hex digits
+# of the file's SHA-256>.pth, so that prefix is known in advance: file name -> pinned prefix.
+PINNED_SHA256 = {"convnext_base-6075fbad.pth": "6075fbad"}
+
+# model name -> (dataset, kind as read off the file, what it is: the paper's Table I)
+MODELS = {
+    "vggsound-uavm": ("vggsound", "unified", "VGGSound UAVM (N=3, Ns=3, S_dim=1024), 309 classes"),
+    "vggsound-independent": ("vggsound", "independent", "VGGSound modality-independent (N=6, Ns=0), 309 classes"),
+    "vggsound-cross-modal": ("vggsound", "cross_modal", "VGGSound cross-modal attention (N=3, Ns=3), 309 classes"),
+    "audioset-uavm": ("audioset", "unified", "AudioSet UAVM (N=3, Ns=3, S_dim=1024), 527 classes"),
+    "audioset-independent": ("audioset", "independent", "AudioSet modality-independent (N=6, Ns=0), 527 classes"),
+    "audioset-cross-modal": ("audioset", "cross_modal", "AudioSet cross-modal attention (N=3, Ns=3), 527 classes"),
+}
+
+
+def files_for(model: str) -> dict:
+    """The release files a model needs, by role: its checkpoint, its dataset's audio
+    extractor, the video extractor (shared by all) and its label list."""
+    if model not in MODELS:
+        raise UAVMError(f"unknown released model {model!r}; one of: {', '.join(MODELS)}")
+    dataset = MODELS[model][0]
+    return {"model": model, "audio": f"{dataset}-audio-extractor", "video": "video-extractor",
+            "labels": f"{dataset}-labels"}
 
 
 class CheckpointError(UAVMError):
@@ -276,7 +298,11 @@ def official_labels(path, dataset: str) -> list:
 
 
 def import_official(model_path, out, *, audio_extractor=None, video_extractor=None, labels=None,
-                    dataset: Optional[str] = None, num_heads: int = 4, log=print) -> Path:
+                    dataset: Optional[str] = None, num_heads: int = 4, extractor_files: Optional[dict] = None,
+                    log=print) -> Path:
+    """Convert released files into a bundle at ``out``. ``extractor_files`` (modality -> a
+    path relative to ``out``, see ``save_bundle``) makes the bundle refer to extractor weights
+    already written in a shared extractor set instead of holding its own copy."""
     sd = read_state_dict(model_path)
     model, unused = convert_model(sd, model_path, num_heads)
     classes = model.cfg.num_classes
@@ -299,54 +325,10 @@ def import_official(model_path, out, *, audio_extractor=None, video_extractor=No
             "model_file": Path(model_path).name, "model_sha256": sha256(model_path),
             "extractor_sha256": files, "labels": Path(labels).name if labels else None,
             "unused_released_keys": unused}
-    out = save_bundle(out, model, pre, label_list, extractors=extractors,
+    out = save_bundle(out, model, pre, label_list, extractors=extractors, extractor_files=extractor_files,
                       task={"loss": "bce" if dataset == "audioset" else "ce", "dataset": dataset},
                       provenance=prov, name=f"official {dataset} {model.cfg.kind}")
     c = model.cfg
     log(f"imported {c.kind} model: N={c.n_specific} Ns={c.n_shared} S_dim={c.shared_dim} classes={classes} "
         f"({len(unused)} released keys unused by the released code) -> {out}")
     return out
-
-
-# -- download ----------------------------------------------------------------------------
-def default_cache() -> Path:
-    return settings().cache_dir
-
-
-def download(name: str, cache: Optional[Path] = None, log=print, release: Optional[dict] = None) -> list:
-    """Fetch released files into the cache, resuming partial downloads; returns the paths."""
-    release = RELEASE if release is None else release
-    names = list(release) if name == "all" else [name]
-    unknown = [n for n in names if n not in release]
-    if unknown:
-        raise UAVMError(f"unknown release file {unknown[0]!r}; one of: all, {', '.join(release)}")
-    cache = Path(cache or default_cache())
-    cache.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for n in names:
-        url, fname = release[n]
-        dest = cache / fname
-        if not dest.exists():
-            part = dest.with_name(fname + ".part")
-            have = part.stat().st_size if part.exists() else 0
-            req = urllib.request.Request(url, headers={"User-Agent": "uavm", **({"Range": f"bytes={have}-"} if have else {})})
-            try:
-                with urllib.request.urlopen(req, timeout=60) as r:
-                    if have and r.status != 206:  # the server ignored the range: start over
-                        have = 0
-                    total = r.headers.get("Content-Length")
-                    show = progress((int(total) + have) // 1_000_000 if total else None, fname, unit=" MB")
-                    with open(part, "ab" if have else "wb") as f:
-                        got = have
-                        while chunk := r.read(1 << 20):
-                            f.write(chunk)
-                            got += len(chunk)
-                            show(got // 1_000_000)
-            except OSError as e:  # the network: refused, cut, timed out
-                raise UAVMError(f"{fname}: download failed ({e}); run the command again to resume") from None
-            if total is not None and got - have != int(total):
-                raise UAVMError(f"{fname}: download cut short ({got} bytes); run the command again to resume")
-            os.replace(part, dest)
-        log(f"{sha256(dest)}  {dest}")
-        paths.append(dest)
-    return paths

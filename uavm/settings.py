@@ -25,9 +25,13 @@ def _var(env: str, default, help: str, lo=None, hi=None):
 class Settings:
     bundle: Optional[str] = _var("UAVM_BUNDLE", None, "the default model bundle (else the embedded demo)")
     cache: Optional[str] = _var("UAVM_CACHE", None, "downloads and converted models (default ~/.cache/uavm)")
+    mirror: Optional[str] = _var("UAVM_MIRROR", None, "where named models' files are fetched from instead of the "
+                                 "release: http(s)://BASE/, file:///DIR or a folder")
     max_file_mb: float = _var("UAVM_MAX_FILE_MB", 4096.0, "largest media file decoded, MiB", 0.001, 1e7)
     max_side: int = _var("UAVM_MAX_SIDE", 8192, "largest frame side decoded, pixels", 16, 65536)
     decode_timeout: float = _var("UAVM_DECODE_TIMEOUT", 120.0, "seconds for one window's decode", 0.001, 86400)
+    max_duration: float = _var("UAVM_MAX_DURATION", 14400.0, "longest clip decoded whole (a timeline), seconds",
+                               1, 1e7)
     decode_memory_mb: int = _var("UAVM_DECODE_MEMORY_MB", 6144, "address-space cap of a decoder, MiB", 64, 1 << 24)
     decode_isolate: bool = _var("UAVM_DECODE_ISOLATE", True, "decode in a separate process (0: in this one)")
     decode_debug: bool = _var("UAVM_DECODE_DEBUG", False, "decoders print their mapped memory")

@@ -1,10 +1,35 @@
-"""Commands on models: import-official, download, init."""
+"""Commands on models: models, download, push, import-official, init."""
 from __future__ import annotations
 
-from pathlib import Path
+import json
+
+from ..errors import UAVMError
 
 
 def add(sub) -> None:
+    s = sub.add_parser("models", help="the models by name: what each is, its size, whether it is cached")
+    s.add_argument("--json", action="store_true", help="one JSON object per model, one per line")
+    s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
+    s.set_defaults(fn=models)
+
+    s = sub.add_parser("download", help="fetch (or --verify) the authors' released files in the cache")
+    s.add_argument("name", nargs="?", help="a model name (its four files), a release file name "
+                   "(see uavm.official.RELEASE), or 'all'; with --verify, default: the whole cache")
+    s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
+    s.add_argument("--mirror", metavar="URL", help="fetch from http(s)://BASE/, file:///DIR or a folder holding "
+                   "the files under their release file names, and nowhere else (default $UAVM_MIRROR, else "
+                   "the release's URLs)")
+    s.add_argument("--verify", action="store_true", help="fetch nothing: check every cached file against the "
+                   "SHA-256 recorded at its download, and every converted model against its SHA256SUMS")
+    s.set_defaults(fn=download)
+
+    s = sub.add_parser("push", help="upload a self-contained copy of a bundle to a Hugging Face Hub repository")
+    s.add_argument("bundle", metavar="BUNDLE", help="bundle folder (or a model name, e.g. a converted vggsound-uavm)")
+    s.add_argument("repo", metavar="ORG/NAME")
+    s.add_argument("--private", action="store_true", help="create the repository as private")
+    s.add_argument("--message", help="commit message")
+    s.set_defaults(fn=push)
+
     s = sub.add_parser("import-official", help="convert the authors' released .pth files into a bundle")
     s.add_argument("--model", required=True, metavar="FILE.pth")
     s.add_argument("--audio-extractor", metavar="FILE.pth")
@@ -15,11 +40,6 @@ def add(sub) -> None:
     s.add_argument("--out", required=True)
     s.set_defaults(fn=import_official)
 
-    s = sub.add_parser("download", help="fetch the authors' released files (needs a network)")
-    s.add_argument("name", help="'all' or one of the release names (see uavm.official.RELEASE)")
-    s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
-    s.set_defaults(fn=download)
-
     s = sub.add_parser("init", help="write a randomly initialised bundle (for tests and benchmarks)")
     s.add_argument("--out", required=True)
     s.add_argument("--size", choices=["tiny", "paper"], default="tiny")
@@ -27,18 +47,52 @@ def add(sub) -> None:
     s.set_defaults(fn=init)
 
 
+def models(a) -> int:
+    from ..hub import cache_dir, catalog
+    from ..settings import settings
+
+    rows = catalog(a.cache)
+    if a.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    hub_row = {"name": "hf-hub:ORG/NAME", "status": "", "size": "",
+               "what": "a uavm bundle in a Hugging Face Hub repository (uavm push makes one)"}
+    rows.append(hub_row)
+    w = {k: max(len(k), *(len(r[k]) for r in rows)) + 2 for k in ("name", "status", "size")}
+    print(f"{'NAME':{w['name']}}{'STATUS':{w['status']}}{'SIZE':{w['size']}}WHAT")
+    for r in rows:
+        print(f"{r['name']:{w['name']}}{r['status']:{w['status']}}{r['size']:{w['size']}}{r['what']}")
+    print(f"\ncache: {cache_dir(a.cache)}; files come from {settings().mirror or 'the release URLs'} "
+          f"($UAVM_MIRROR or --mirror to change)")
+    return 0
+
+
+def download(a) -> int:
+    from ..hub import download, verify
+
+    if a.verify:
+        verify(a.cache, a.name)
+    elif not a.name:
+        raise UAVMError("name a model, a release file or 'all' (or give --verify)")
+    else:
+        download(a.name, a.cache, a.mirror)
+    return 0
+
+
+def push(a) -> int:
+    from ..hub import is_name, push, resolve
+
+    bundle = resolve(a.bundle) if is_name(a.bundle) else a.bundle
+    print(push(bundle, a.repo, private=a.private, message=a.message))
+    return 0
+
+
 def import_official(a) -> int:
     from ..official import import_official
 
     import_official(a.model, a.out, audio_extractor=a.audio_extractor, video_extractor=a.video_extractor,
                     labels=a.labels, dataset=a.dataset, num_heads=a.num_heads)
-    return 0
-
-
-def download(a) -> int:
-    from ..official import download
-
-    download(a.name, Path(a.cache) if a.cache else None)
     return 0
 
 

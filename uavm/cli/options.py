@@ -40,10 +40,11 @@ DEVICE = dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the n
 def add_bundle_options(parser: argparse.ArgumentParser) -> None:
     """--bundle DIR or --model NAME (and where named models are fetched from)."""
     parser.add_argument("--bundle", help="model bundle folder")
-    parser.add_argument("--model", metavar="NAME", help="a model by name (`uavm models` lists them); default: the "
-                        "embedded demo UAVM, or $UAVM_BUNDLE")
-    parser.add_argument("--mirror", metavar="URL", help="where named models' files are fetched from "
-                        "(default $UAVM_MIRROR, then the authors' release)")
+    parser.add_argument("--model", metavar="NAME", help="a model by name (`uavm models` lists them; "
+                        "hf-hub:ORG/NAME for a Hub repository); fetched and converted on first use; default: "
+                        "the embedded demo UAVM, or $UAVM_BUNDLE")
+    parser.add_argument("--mirror", metavar="URL", help="fetch named models' files from http(s)://BASE/, "
+                        "file:///DIR or a folder, and nowhere else (default $UAVM_MIRROR, else the authors' release)")
 
 
 def bundle_of(args):
