@@ -178,3 +178,43 @@ class Explorer:
         if shape not in self.black:
             self.black[shape] = self.pipe.video_features(np.zeros((1, *shape), np.uint8))[0]
         return self.black[shape]
+
+    def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
+                audio: bool = True, video: bool = True, mute: Span = None, blank: Span = None,
+                digest: Optional[str] = None, progress=None):
+        """``uavm.explain`` of the clip the explorer shows -> an Explanation (raises UAVMError on
+        bad input). Reuses the cached decode (outside ``model_lock``) and features (the network
+        passes inside it); the answer is cached by content and parameters like the features."""
+        from .explain import check_occlusion, check_target, explain_window, label_index
+
+        start, mute, blank = check_window(start, mute, blank)
+        pre = self.pipe.pre
+        window, stride = check_occlusion(window, stride, pre.clip_seconds)
+        target = check_target(target)
+        label_index(target, self.pipe.bundle.labels)  # an unknown label fails before the decode
+        say = progress or (lambda f, msg: None)
+        key = (digest or file_digest(path), round(float(start), 3))
+        mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
+        ekey = key + (audio, video, mute_w, blank_w, target, window, stride)
+        with self._cache_lock:
+            # created on first use: the explanations live beside the other caches, sized like the decodes
+            cache = self.__dict__.setdefault("explained", LRU(self.decoded.size))
+            if ekey in cache:
+                return cache.get_or(ekey, None)[0]
+        (wav, frames, missing), _ = self.decode(path, start, key[0], say)
+        with self.model_lock:  # the networks' passes, one at a time
+            base = {}
+            if wav is not None and audio is True:
+                muted = apply_spans(wav, None, pre, start, mute)[0]
+                base["audio"] = self.audio_feats.get_or(key + (mute_w,), lambda: self.pipe.audio_features(muted))[0]
+            if frames is not None and len(frames) and video is True:
+                f = self.video_feats.get_or(key, lambda: self.pipe.video_features(frames))[0]
+                if blank_w:  # frames are independent: the black frame's feature spliced in, as `run` does
+                    f = f.copy()
+                    f[span_mask(len(frames), pre.video.fps, blank_w)] = self._black_feature(frames.shape[1:])
+                base["video"] = f
+            result = explain_window(self.pipe, (wav, frames, missing), start, target, window, stride, audio, video,
+                                    mute, blank, clip=str(path), base=base, black=self._black_feature, progress=say)
+        with self._cache_lock:
+            cache.get_or(ekey, lambda: result)
+        return result

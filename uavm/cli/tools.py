@@ -13,7 +13,11 @@ def add(sub) -> None:
     s.add_argument("--size", choices=["tiny", "paper"], help="random weights of this size instead of a bundle "
                    "(paper: ConvNeXt-Base x 2, N = Ns = 3, 1024 wide)")
     s.add_argument("--device", **DEVICE)
-    s.add_argument("--clips", type=int, default=8, help="clips in the throughput folder")
+    s.add_argument("--clips", type=int, default=8, help="clips in the throughput folder (with --explain: generated "
+                   "clips with known event times for the finding; 0 skips it)")
+    s.add_argument("--explain", action="store_true", help="`uavm explain` instead: its time on one clip, and how "
+                   "often its peaks fall inside the events of generated clips (docs/explain.md)")
+    s.add_argument("--seed", type=int, default=0, help="with --explain: the generated clips' seed")
     s.add_argument("--repeat", type=int, default=5)
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     s.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
@@ -35,6 +39,8 @@ def bench(a) -> int:
     from ..assets import default_bundle
     from ..tools.bench import run
 
+    if a.explain:
+        return bench_explain(a)
     r = run(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.clips, a.repeat,
             a.precision, a.batch)
     if a.json:
@@ -46,6 +52,29 @@ def bench(a) -> int:
                     print(f"  {kk:28s} {vv}")
             else:
                 print(f"{k:30s} {v}")
+    return 0
+
+
+def bench_explain(a) -> int:
+    from pathlib import Path
+
+    from ..assets import default_bundle, demo_bundles
+    from ..errors import number
+    from ..tools import explainbench
+
+    clips = number("--clips", a.clips, lo=0, integer=True)
+    log = (lambda msg: print(msg, file=sys.stderr)) if a.json else print
+    r = {"timing": explainbench.timing(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device,
+                                       a.repeat)}
+    if not a.json:
+        print(json.dumps(r["timing"], indent=1))
+    if clips and not a.size:  # random weights explain nothing: no finding for them
+        r["finding"] = explainbench.finding({Path(a.bundle).name: a.bundle} if a.bundle else demo_bundles(), clips, a.seed,
+                                            a.device, log)
+        if not a.json:
+            print(json.dumps(r["finding"], indent=1))
+    if a.json:
+        print(json.dumps(r))
     return 0
 
 

@@ -1,0 +1,103 @@
+"""`uavm explain`: what mattered, when, in which modality (uavm.explain)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from .clips import expand_clips
+from .options import DEVICE, add_bundle_options, bundle_of
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def add(sub) -> None:
+    s = sub.add_parser("explain", help="occlusion over time, modality contribution and attention rollout per clip")
+    s.add_argument("clips", nargs="+", metavar="CLIP")
+    add_bundle_options(s)
+    s.add_argument("--target", default="fused", metavar="fused|audio|video|LABEL",
+                   help="the class explained: the fused top-1 (default), a pass's top-1, or a label (name or mid)")
+    s.add_argument("--window", type=float, default=1.0, metavar="SECONDS", help="occluded span (default 1)")
+    s.add_argument("--stride", type=float, default=0.5, metavar="SECONDS", help="step between spans (default 0.5)")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start (default 0)")
+    s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
+    s.add_argument("--no-video", action="store_true", help="treat the video as missing")
+    s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span first")
+    s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span first")
+    s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
+    s.add_argument("--device", **DEVICE)
+    s.set_defaults(fn=explain)
+
+
+def sparkline(values) -> str:
+    v = np.asarray(values, np.float64)
+    lo, hi = min(v.min(), 0.0), v.max()
+    if hi <= lo:
+        return BARS[1] * len(v)
+    return "".join(BARS[1 + int(round((x - lo) / (hi - lo) * (len(BARS) - 2)))] for x in v)
+
+
+def _print_human(d: dict) -> None:
+    t = d["target"]
+    sc = ", ".join(f"{m} {s:.3f}" for m, s in t["score"].items() if s is not None)
+    print(f"{d['clip']}  target: {t['label']} ({t['from'] if t['from'] == 'label' else t['from'] + ' top-1'}; {sc})")
+    c = d["contribution"]
+    if c.get("undefined"):
+        print(f"  contribution  fused logit {c['fused_logit']:+.3f}; per modality: not defined ({c['undefined']})")
+    else:
+        parts = [f"{m} {c[m]:+.3f}" for m in ("audio", "video") if c[m] is not None]
+        agree = "" if c["agree"] is None else ("; the passes agree" if c["agree"] else
+                                               f"; the passes DISAGREE (audio: {c['top1']['audio']['label']}, "
+                                               f"video: {c['top1']['video']['label']})")
+        print(f"  contribution  {'  '.join(parts)} = fused logit {c['fused_logit']:+.3f}; decided by "
+              f"{c['decided_by']}{agree}")
+        print("  scores        " + "  ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in c["score"].items()
+                                             if v is not None))
+    for m in ("audio", "video"):
+        o = d["occlusion"][m]
+        if o is None:
+            print(f"  {m:5s}         - ({d['missing'].get(m, '')})")
+            continue
+        i = int(np.argmax(o["drop"]))
+        print(f"  {m:5s} occlusion peak {o['peak']:.2f} s (drop {o['drop'][i]:+.3f})  {sparkline(o['drop'])}")
+        r = d["rollout"][m]
+        print(f"  {m:5s} rollout   peak {d['step_times'][int(np.argmax(r))]:.2f} s               {sparkline(r)}")
+    for what, why in d["notes"].items():
+        print(f"  note ({what}): {why}")
+
+
+def explain(a) -> int:
+    from ..bundle import load_bundle
+    from ..errors import UAVMError, one_line
+    from ..explain import check_occlusion, check_target, label_index
+    from ..files import progress
+    from ..inference import Pipeline, check_window
+    from . import err
+
+    # every parameter checked before any clip is decoded
+    a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
+    check_occlusion(a.window, a.stride, pipe.pre.clip_seconds)
+    label_index(check_target(a.target), pipe.bundle.labels)
+    clips = expand_clips(a.clips)
+    show = progress(len(clips), "explain", enabled=len(clips) > 1 and sys.stderr.isatty(), unit=" clips")
+    failed = 0
+    for i, clip in enumerate(clips):
+        try:
+            d = pipe.explain(clip, a.start, a.target, a.window, a.stride, not a.no_audio, not a.no_video,
+                             a.mute_audio, a.blank_video).to_dict()
+        except UAVMError as e:  # this clip's problem: reported, and the others go on
+            failed += 1
+            msg = one_line(e)
+            err(msg)
+            if a.json:
+                print(json.dumps({"clip": str(clip), "error": msg}), flush=True)
+            continue
+        finally:
+            show(i + 1)
+        if a.json:
+            print(json.dumps(d, allow_nan=False), flush=True)
+        else:
+            _print_human(d)
+    return 1 if failed else 0
