@@ -263,6 +263,23 @@ class Pipeline(FeatureExtractor):
                 mute=None, blank=None) -> Prediction:
         return self._predict(path, self.features(path, start, audio, video, mute, blank))
 
+    def timeline(self, path, stride: float = 5.0, window: Optional[float] = None, top_k: int = 3, progress=None,
+                 lock=None):
+        """Every window of a long clip (starts 0, stride, 2 * stride, ...): audio-only, video-only
+        and fused answers from one streaming decode (``uavm.timeline``) -> a Timeline;
+        ``.features`` serves any window afterwards without decoding."""
+        from .timeline import timeline  # deferred: uavm.timeline builds on this module
+
+        return timeline(self, path, stride, window, top_k, progress=progress, lock=lock)
+
+    def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
+                audio: bool = True, video: bool = True, mute=None, blank=None, progress=None):
+        """What mattered, when, in which modality: occlusion, contribution, rollout
+        (``uavm.explain``) -> an Explanation (``.to_dict()`` is `uavm explain --json`'s object)."""
+        from .explain import explain_clip  # deferred: uavm.explain builds on this module
+
+        return explain_clip(self, path, start, target, window, stride, audio, video, mute, blank, progress)
+
     def predict_many(self, paths, start: float = 0.0, audio: bool = True, video: bool = True,
                      mute=None, blank=None, workers: int = 2, batch: int = 0):
         """Yield (path, Prediction or the exception) in order. Files are decoded ahead (each in

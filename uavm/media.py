@@ -1,4 +1,5 @@
-"""Media file -> mono waveform and 3 fps frames for one analysis window.
+"""Media file -> mono waveform and 3 fps frames for one analysis window, or for the whole
+clip as a stream of chunks (``decode_stream``: a timeline), in an isolated decoder.
 
 Audio is decoded and resampled with PyAV (libswresample, as ffmpeg's ``-ar 16000
 -ac 1`` does). Video frames are decoded with decord, whose resize is FFmpeg's
@@ -7,10 +8,14 @@ picked as ffmpeg's ``fps`` filter picks them (see ``sample_times``).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import stat
 import sys
+import time
+import types
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -121,42 +126,121 @@ def load_audio(path, sample_rate: int = 16000, start: float = 0.0, seconds: floa
     """Mono float32 waveform of [start, start + seconds), or None if the file has no audio.
 
     Time is counted from the audio stream's first sample, as for a wav that ffmpeg
-    extracted from the file.
+    extracted from the file; ``window_of`` says what a gap in the stream gives.
     """
-    import av
-
     with _open(path) as c:
         if not c.streams.audio:
             return None
-        s = c.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        first = int(round(start * sample_rate))
-        want = int(round(seconds * sample_rate))
-        origin = None  # time of the first decoded sample
-        chunks, have = [], 0
-        if start > 1.0:  # skip ahead; decode from a little before the window
-            c.seek(int((start - 1.0) / s.time_base) + (s.start_time or 0), stream=s, backward=True)
-        try:
-            for frame in c.decode(s):
-                if origin is None:
-                    t = frame.time if frame.time is not None else 0.0
-                    base = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
-                    origin = int(round((t - base) * sample_rate)) if start > 1.0 else 0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    have += chunks[-1].size
-                if origin + have >= first + want:
-                    break
-            else:
-                for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as e:
-            if not chunks:
-                raise MediaError(f"{path}: the audio stream cannot be decoded ({e.__class__.__name__})") from None
-            # a damaged tail: keep what decoded, as ffmpeg would
-        wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-        lo = max(first - (origin or 0), 0)
-        return np.ascontiguousarray(wav[lo: lo + want], dtype=np.float32)
+    first, want = int(round(start * sample_rate)), int(round(seconds * sample_rate))
+    with closing(_audio_segments(path, sample_rate, start)) as pieces:
+        return window_of(pieces, first, want)
+
+
+GAP_S = 0.1  # a forward jump this long in an audio stream's timestamps is a gap (jitter is far below it)
+
+
+def window_of(pieces, first: int, want: int) -> np.ndarray:
+    """Samples [first, first + want) of a stream given as (position, samples) pieces in order:
+    zeros where the stream has a gap, cut after its last sample there, empty when it has no
+    sample in the window. Reads no further than the window."""
+    parts, end = [], first
+    for pos, a in pieces:
+        lo, hi = max(pos, first), min(pos + len(a), first + want)
+        if hi > lo:
+            parts.append((lo - first, a[lo - pos: hi - pos]))
+            end = max(end, hi)
+        if pos + len(a) >= first + want:
+            break
+    wav = np.zeros(end - first, np.float32)
+    for at, a in parts:
+        wav[at: at + len(a)] = a
+    return wav
+
+
+def _audio_segments(path, sample_rate: int, start: float = 0.0):
+    """The audio stream as (position, samples) pieces: mono float32 at ``sample_rate``,
+    positions in samples from the stream's first sample, ascending.
+
+    Samples are counted as they decode. Where the timestamps jump ahead by more than GAP_S
+    the stream has a gap: no samples there, and counting resumes at the timestamp. With
+    ``start`` > 1 s it seeks to a little before ``start`` and places the first frame by its
+    timestamp, on the grid of a decode from the beginning: input samples are dropped until
+    one falls on a whole output sample, so the resampler's phase is the same. Exact where
+    timestamps count samples (MP4, MP3, WAV, Ogg); within their rounding where they do not
+    (Matroska and WebM: 1 ms).
+    """
+    import av
+
+    seek = start > 1.0
+    while True:
+        with _open(path) as c:
+            s = c.streams.audio[0]
+            tb = s.time_base
+            base = float(s.start_time * tb) if s.start_time is not None and tb is not None else 0.0
+            if seek and tb is not None:
+                c.seek(int((start - 1.0) / tb) + (s.start_time or 0), stream=s, backward=True)
+            resampler, key = None, None
+            nxt = None  # seconds from the stream's start where the next input sample belongs
+            out = trim = 0  # where the next output sample goes; input samples still to drop
+            sent = False
+            try:
+                for frame in c.decode(s):
+                    t = None if frame.time is None else frame.time - base
+                    rate = frame.sample_rate
+                    if nxt is None and seek and t is None:
+                        break  # a frame that cannot be placed: decode from the beginning instead
+                    place = (nxt is None and seek) or (nxt is not None and t is not None and t - nxt > GAP_S)
+                    if place or (frame.format.name, frame.layout.name, rate) != key:
+                        for a in _drain(resampler):
+                            yield out, a
+                            out += len(a)
+                        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                        key = (frame.format.name, frame.layout.name, rate)
+                    if place:
+                        at = int(round(t * rate))  # input samples from the stream's start
+                        step = rate // math.gcd(rate, sample_rate)
+                        aligned = max(-(-at // step) * step, 0)
+                        trim, out = aligned - at, max(out, aligned * sample_rate // rate)
+                        nxt = t
+                    elif nxt is None:
+                        nxt = t or 0.0
+                    nxt += frame.samples / rate
+                    if trim >= frame.samples:
+                        trim -= frame.samples
+                        continue
+                    if trim:
+                        frame, trim = _drop(frame, trim), 0
+                    for o in resampler.resample(frame):
+                        a = o.to_ndarray().reshape(-1)
+                        yield out, a
+                        out += len(a)
+                        sent = True
+                else:
+                    for a in _drain(resampler):
+                        yield out, a
+                        out += len(a)
+                    return
+            except av.error.FFmpegError as e:
+                if not sent:
+                    raise MediaError(f"{path}: the audio stream cannot be decoded ({e.__class__.__name__})") from None
+                return  # a damaged tail: keep what decoded, as ffmpeg would
+        seek = False
+
+
+def _drain(resampler) -> list:
+    """What a resampler still holds (its filter's delay), as arrays."""
+    return [] if resampler is None else [o.to_ndarray().reshape(-1) for o in resampler.resample(None)]
+
+
+def _drop(frame, n: int):
+    """The frame without its first ``n`` samples."""
+    import av
+
+    a = frame.to_ndarray()
+    a = a[:, n:] if frame.format.is_planar else a[:, n * len(frame.layout.channels):]
+    f = av.AudioFrame.from_ndarray(np.ascontiguousarray(a), format=frame.format.name, layout=frame.layout.name)
+    f.sample_rate = frame.sample_rate
+    return f
 
 
 def sample_times(timestamps: np.ndarray, end: float, fps: float, start: float, seconds: float) -> np.ndarray:
@@ -207,15 +291,30 @@ DECORD_CANNOT = {"av1", "libdav1d", "libaom-av1"}
 
 
 def _frames_pyav(path, info, fps, short_side, start, seconds) -> np.ndarray:
-    """Stream the frames once, keeping for each output time the last frame before it
-    (the same rule as ``sample_times``), resized with FFmpeg's bicubic scaler, rotation applied."""
+    """The window's outputs of ``_pyav_grid``."""
+    k0, n = int(round(start * fps)), int(math.ceil(seconds * fps - 1e-9))
+    with closing(_pyav_grid(path, info, fps, short_side, k0)) as grid:
+        out = [img for _, img in itertools.islice(grid, n)]
+    w, h = _display_size(info, short_side)
+    return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
+
+
+def _display_size(info, short_side) -> tuple[int, int]:
+    rot = info.rotation % 360
+    w0, h0 = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
+    return scaled_size(w0, h0, short_side)
+
+
+def _pyav_grid(path, info, fps, short_side, k0: int = 0, ends: Optional[dict] = None):
+    """Yield (k, frame) for the fps filter's outputs k0, k0 + 1, ... to the end of the stream.
+    Streams the frames once from the start, keeping for each output time the last frame before
+    it (the rule of ``sample_times``), resized with FFmpeg's bicubic scaler, rotation applied;
+    ``ends["video"]``: where the stream ends (its last frame's end), once it has."""
     import av
 
     rot = info.rotation % 360
-    w0, h0 = (info.height, info.width) if rot in (90, 270) else (info.width, info.height)
-    w, h = scaled_size(w0, h0, short_side)
-    k0, n = int(round(start * fps)), int(math.ceil(seconds * fps - 1e-9))
-    out, last, t0, step = [], None, None, 0.0
+    w, h = _display_size(info, short_side)
+    k, last, t0, step = k0, None, None, 0.0
     try:
         with _open(path) as c:
             s = c.streams.video[0]
@@ -224,24 +323,25 @@ def _frames_pyav(path, info, fps, short_side, start, seconds) -> np.ndarray:
                 t = f.time if f.time is not None else (0.0 if last is None else last[0] + 1 / 30)
                 t0 = t if t0 is None else t0
                 t -= t0
-                while len(out) < n and t >= (k0 + len(out) + 0.5) / fps - 1e-6:
+                while t >= (k + 0.5) / fps - 1e-6:
                     if last is None:  # no frame before this output yet: ffmpeg repeats the first
                         last = (t, f)
-                    out.append(_rgb(last[1], w, h, rot))
-                if len(out) >= n:
-                    break
+                    yield k, _rgb(last[1], w, h, rot)
+                    k += 1
                 step = t - last[0] if last is not None and t > last[0] else step if last is not None else 0.0
                 last = (t, f)
-            else:  # the stream ended: outputs until its end (last frame + its duration) take its last frame
-                if last is not None:
-                    dur = float(last[1].duration * last[1].time_base) if last[1].duration else step
-                    end = last[0] + (dur or 1 / 30)
-                    while len(out) < n and (k0 + len(out)) / fps < end - 1e-9:
-                        out.append(_rgb(last[1], w, h, rot))
+            # the stream ended: outputs until its end (last frame + its duration) take its last frame
+            if last is not None:
+                dur = float(last[1].duration * last[1].time_base) if last[1].duration else step
+                end = last[0] + (dur or 1 / 30)
+                while k / fps < end - 1e-9:
+                    yield k, _rgb(last[1], w, h, rot)
+                    k += 1
+                if ends is not None:
+                    ends["video"] = end
     except av.error.FFmpegError as e:
-        if not out:
+        if k == k0:
             raise MediaError(f"{path}: the video stream cannot be decoded ({type(e).__name__})") from None
-    return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
 
 
 def _rgb(frame, w, h, rot) -> np.ndarray:
@@ -275,6 +375,65 @@ def _frames_decord(path, info, fps, short_side, start, seconds) -> np.ndarray:
     return frames
 
 
+def _grid_frames(path, info, fps, short_side, ends: dict, batch: int = 15):
+    """Yield (k, frame) for every output of the fps filter over the whole video stream, k = 0,
+    1, ...: each the very frame ``load_frames`` gives for any window that holds output k (the
+    outputs depend on the stream's timestamps only, never on the window). decord as there;
+    PyAV for what decord cannot read or shows wrongly, from the output where decord stopped.
+    ``ends["video"]``: where the stream ends, once it has."""
+    if info.width <= 0 or info.height <= 0:
+        raise MediaError(f"{path}: the video stream has no frame size")
+    nxt = 0
+    if info.rotation % 360 == 0 and info.codec not in DECORD_CANNOT:
+        try:
+            for k, img in _decord_grid(path, info, fps, short_side, ends, batch):
+                yield k, img
+                nxt = k + 1
+            return
+        except MediaError:
+            pass  # PyAV from output nxt on
+    yield from _pyav_grid(path, info, fps, short_side, nxt, ends)
+
+
+def _decord_grid(path, info, fps, short_side, ends: dict, batch: int):
+    import decord
+
+    w, h = scaled_size(info.width, info.height, short_side)
+    if info.container.split(",")[0] not in DEMUXERS:  # decord's FFmpeg has no whitelist: PyAV's gate first
+        raise MediaError(f"{path}: container {info.container!r} is not read")
+
+    def failed(e):
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        return MediaError(f"{path}: the video stream cannot be decoded ({why})")
+
+    try:
+        vr = decord.VideoReader(os.path.abspath(path), ctx=decord.cpu(0), width=w, height=h, num_threads=1)
+        n = len(vr)
+        ts = vr.get_frame_timestamp(np.arange(n)) if n else np.zeros((0, 2))
+    except Exception as e:  # decord raises its own and generic errors; PyAV gets a second try
+        raise failed(e) from None
+    if n == 0:
+        ends["video"] = 0.0
+        return
+    starts, end = ts[:, 0] - ts[0, 0], float(ts[-1, 1] - ts[0, 0])
+    k = 0
+    while True:  # `batch` outputs at a time: each frame decoded once, only the chosen ones kept
+        idx = sample_times(starts, end, fps, k / fps, batch / fps)
+        if not len(idx):
+            break
+        try:
+            uniq, where = np.unique(idx, return_inverse=True)
+            frames = vr.get_batch(list(uniq)).asnumpy()
+        except Exception as e:
+            raise failed(e) from None
+        for i in where.reshape(-1):
+            yield k, frames[i]
+            k += 1
+        if len(idx) < batch:
+            break
+    ends["video"] = end
+
+
 # -- untrusted files: limits, and decoding where a crash cannot take the caller down --------
 @dataclass
 class Limits:
@@ -284,17 +443,19 @@ class Limits:
     max_width: int = 8192  # 8K (7680 x 4320) passes, anything larger is refused
     max_height: int = 8192
     max_streams: int = 32
-    timeout_s: float = 120.0  # one window's decode
+    timeout_s: float = 120.0  # one window's decode; a stream: each chunk, and this per window of media
     memory_mb: int = 6144  # address-space cap of the decoding process
     isolate: bool = True  # decode in a child process
+    max_seconds: float = 14400.0  # the longest clip decoded whole, as a stream (a timeline)
 
     @classmethod
     def from_env(cls) -> Limits:
         """From the settings (UAVM_MAX_FILE_MB, UAVM_MAX_SIDE, UAVM_DECODE_TIMEOUT,
-        UAVM_DECODE_MEMORY_MB, UAVM_DECODE_ISOLATE; see ``uavm.settings``)."""
+        UAVM_DECODE_MEMORY_MB, UAVM_DECODE_ISOLATE, UAVM_MAX_DURATION; see ``uavm.settings``)."""
         s = settings()
         return cls(max_bytes=int(s.max_file_mb * 2**20), max_width=s.max_side, max_height=s.max_side,
-                   timeout_s=s.decode_timeout, memory_mb=s.decode_memory_mb, isolate=s.decode_isolate)
+                   timeout_s=s.decode_timeout, memory_mb=s.decode_memory_mb, isolate=s.decode_isolate,
+                   max_seconds=s.max_duration)
 
 
 def check(info: MediaInfo, limits: Limits) -> None:
@@ -327,6 +488,76 @@ def read_window(path, start: float, seconds: float, sample_rate: int, fps: float
     return Window(info, wav, frames)
 
 
+@dataclass
+class Chunk:
+    """The next stretch of a clip decoded as a stream (``stream_clip``)."""
+
+    until: float  # seconds: both streams are decoded up to here (no later piece starts before it)
+    audio: list  # (position, samples) pieces of the waveform, as ``_audio_segments`` gives them
+    k0: int  # the fps filter's output number of frames[0]
+    frames: Optional[np.ndarray]  # outputs k0, k0 + 1, ... (K, H, W, 3) uint8, or None
+    last: bool = False
+    ends: Optional[dict] = None  # on the last chunk: where each stream ended, in seconds
+    decoder_mb: Optional[dict] = None  # on the last chunk: the decoding process's memory (VmHWM, ...)
+
+
+def stream_clip(path, sample_rate: int, fps: float, short_side: int, chunk_seconds: float = 5.0,
+                audio: bool = True, video: bool = True, limits: Limits = Limits()):
+    """Probe, check the limits, and decode the whole clip once, in order: yields the MediaInfo,
+    then a Chunk for every ``chunk_seconds`` of media that holds something, the last one marked.
+    The frames are exactly those ``read_window`` gives for any window that holds them, and so
+    are the samples where timestamps count samples (see ``_audio_segments``). One chunk is
+    held at a time, however long the clip: the child waits until the parent takes it."""
+    info = probe(path)
+    check(info, limits)
+    if not (info.has_audio or info.has_video):
+        raise MediaError(f"{path}: has neither an audio nor a video stream")
+    too_long = f"{path}: longer than {limits.max_seconds:g} s, the limit of a clip decoded whole"
+    if info.duration is not None and info.duration > limits.max_seconds:
+        raise MediaError(too_long)
+    yield info
+    ends: dict = {}
+    streams = {}
+    if audio and info.has_audio:
+        streams["audio"] = _audio_segments(path, sample_rate)
+    if video and info.has_video:
+        streams["video"] = _grid_frames(path, info, fps, short_side, ends)
+    held: dict = {}  # the first item of the next chunk, per stream
+    until, audio_end = 0.0, 0
+    try:
+        while streams:
+            until += chunk_seconds
+            if until - chunk_seconds > limits.max_seconds:
+                raise MediaError(too_long)
+            got = {"audio": [], "video": []}
+            for m, limit in (("audio", until * sample_rate), ("video", until * fps - 1e-9)):
+                while m in streams:
+                    item = held.pop(m, None) or next(streams[m], None)
+                    if item is None:
+                        streams.pop(m).close()
+                    elif item[0] >= limit:
+                        held[m] = item
+                    else:
+                        got[m].append(item)
+                        continue
+                    break
+            if got["audio"]:
+                audio_end = got["audio"][-1][0] + len(got["audio"][-1][1])
+            last = not streams
+            if not (got["audio"] or got["video"] or last):
+                continue  # a gap in every stream: nothing to send
+            frames = np.stack([f for _, f in got["video"]]) if got["video"] else None
+            chunk = Chunk(until, got["audio"], got["video"][0][0] if got["video"] else 0, frames, last)
+            if last:
+                chunk.ends = {"audio": audio_end / sample_rate if audio and info.has_audio else None,
+                              "video": ends.get("video", 0.0) if video and info.has_video else None}
+                chunk.decoder_mb = memory_mb()
+            yield chunk
+    finally:
+        for s in streams.values():
+            s.close()
+
+
 def checked_probe(path, limits: Limits = None) -> MediaInfo:
     """``probe`` and the limits (in this process)."""
     info = probe(path)
@@ -346,7 +577,12 @@ def _child(conn, fn, args, kwargs, memory_mb):
     if settings().decode_debug:
         print(f"decoder {os.getpid()}: {memory_mb_now():.0f} MiB mapped before the cap", file=sys.stderr)
     try:
-        conn.send(("ok", _JOBS[fn](*args, **kwargs)))
+        result = _JOBS[fn](*args, **kwargs)
+        if isinstance(result, types.GeneratorType):  # a stream: each item as it comes (send waits for
+            for item in result:                        # the parent to take it), then the end
+                conn.send(("item", item))
+            result = None
+        conn.send(("ok", result))
     except MediaError as e:
         conn.send(("media", str(e)))
     except MemoryError:
@@ -361,7 +597,7 @@ def memory_mb_now() -> float:
     return memory_mb().get("VmSize", 0.0)
 
 
-_JOBS = {"read_window": read_window, "probe": checked_probe}
+_JOBS = {"read_window": read_window, "probe": checked_probe, "stream_clip": stream_clip}
 _CTX = None
 _START = None  # a lock: starting a decoder briefly hides the parent's __main__ (see _start)
 
@@ -399,9 +635,9 @@ def _context():
     return _CTX
 
 
-def _isolated(fn: str, path, args: tuple, limits: Limits):
-    """``_JOBS[fn](path, *args, limits=limits)`` in a child process with a time limit and a
-    memory cap: a decoder that crashes, hangs or balloons on a hostile file costs that file only."""
+def _spawn(fn: str, path, args: tuple, limits: Limits):
+    """A child process running ``_JOBS[fn](path, *args, limits=limits)`` under the memory cap,
+    and the end of the pipe its answers come through."""
     regular_file(path)  # cheap refusals need no process
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
@@ -409,23 +645,70 @@ def _isolated(fn: str, path, args: tuple, limits: Limits):
                        args=(child, fn, (str(path), *args), {"limits": limits}, limits.memory_mb))
     _start(proc)
     child.close()
+    return proc, parent
+
+
+def _crashed(path, proc) -> MediaError:
+    proc.join(5)
+    code = proc.exitcode
+    why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return MediaError(f"{path}: the decoder crashed on this file ({why})")
+
+
+def _stop(proc, parent) -> None:
+    if proc.is_alive():
+        proc.kill()
+    proc.join(5)
+    parent.close()
+
+
+def _isolated(fn: str, path, args: tuple, limits: Limits):
+    """``_JOBS[fn](path, *args, limits=limits)`` in a child process with a time limit and a
+    memory cap: a decoder that crashes, hangs or balloons on a hostile file costs that file only."""
+    proc, parent = _spawn(fn, path, args, limits)
     try:
         if not parent.poll(limits.timeout_s):
             raise MediaError(f"{path}: decoding took longer than {limits.timeout_s:g} s and was stopped")
         kind, value = parent.recv()
     except EOFError:
-        proc.join(5)
-        code = proc.exitcode
-        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        raise MediaError(f"{path}: the decoder crashed on this file ({why})") from None
+        raise _crashed(path, proc) from None
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent.close()
+        _stop(proc, parent)
     if kind != "ok":
         raise MediaError(value)
     return value
+
+
+def _isolated_stream(fn: str, path, args: tuple, limits: Limits, unit: float):
+    """The items of the generator ``_JOBS[fn](path, *args, limits=limits)``, run in a child
+    process under the memory cap, as they arrive. A stream cannot have one time limit, so it
+    gets two: each item within ``limits.timeout_s`` (a stalled decoder), and all of them within
+    ``limits.timeout_s`` per ``unit`` seconds of media delivered, plus one (a decoder too slow
+    for the clip). Only the time spent waiting for the child counts: not the caller's work
+    between items. Closing the generator stops the child."""
+    proc, parent = _spawn(fn, path, args, limits)
+    waited, media_s = 0.0, 0.0
+    try:
+        while True:
+            left = limits.timeout_s * (1 + media_s / unit) - waited
+            t = time.monotonic()
+            if not parent.poll(max(min(limits.timeout_s, left), 0)):
+                if left < limits.timeout_s:  # the budget for the whole stream ran out first
+                    raise MediaError(f"{path}: decoding was slower than {limits.timeout_s:g} s per {unit:g} s of "
+                                     f"media ({waited + max(left, 0):.3g} s for {media_s:g} s) and was stopped")
+                raise MediaError(f"{path}: the decoder sent nothing for {limits.timeout_s:g} s and was stopped")
+            kind, value = parent.recv()
+            waited += time.monotonic() - t
+            if kind == "ok":
+                return
+            if kind != "item":
+                raise MediaError(value)
+            media_s = max(media_s, float(getattr(value, "until", 0.0)))
+            yield value
+    except EOFError:
+        raise _crashed(path, proc) from None
+    finally:
+        _stop(proc, parent)
 
 
 def decode_window(path, start: float, seconds: float, sample_rate: int, fps: float, short_side: int,
@@ -434,6 +717,17 @@ def decode_window(path, start: float, seconds: float, sample_rate: int, fps: flo
     if not limits.isolate:
         return read_window(path, start, seconds, sample_rate, fps, short_side, audio, video, limits)
     return _isolated("read_window", path, (start, seconds, sample_rate, fps, short_side, audio, video), limits)
+
+
+def decode_stream(path, sample_rate: int, fps: float, short_side: int, window: float = 10.0,
+                  chunk_seconds: float = 5.0, audio: bool = True, video: bool = True, limits: Limits = Limits()):
+    """``stream_clip`` in an isolated child process (see ``_isolated_stream``; ``window``, the
+    model's window in seconds, is the unit of its time budget): the MediaInfo, then the Chunks
+    as they decode. Close it (``contextlib.closing``) to stop the decoder early."""
+    args = (sample_rate, fps, short_side, chunk_seconds, audio, video)
+    if not limits.isolate:
+        return stream_clip(path, *args, limits=limits)
+    return _isolated_stream("stream_clip", path, args, limits, window)
 
 
 def probe_isolated(path, limits: Limits = Limits()) -> MediaInfo:

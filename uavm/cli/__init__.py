@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..errors import UAVMError, one_line
-from . import clips, models, research, tools
+from . import clips, explain, models, research, timeline, tools
 
 
 def err(msg: str) -> None:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uavm", description="UAVM: unified audio-visual model (Gong et al. 2022)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    for module in (clips, models, research, tools):
+    for module in (clips, explain, models, research, timeline, tools):
         module.add(sub)
     return p
 
