@@ -151,9 +151,13 @@ class Models:
         return self._digests[key]
 
     def duration(self, path: str) -> float:
-        """Through the isolated decoder, in a decode slot, like every other look at an upload."""
-        with self.decode_slots:
-            return probe_isolated(path, self.limits).duration or 0.0
+        """Through the isolated decoder, in a decode slot, like every other look at an upload;
+        kept by content, as the decoded windows are."""
+        key = ("duration", self.digest(path))
+        if key not in self._digests:
+            with self.decode_slots:
+                self._digests[key] = probe_isolated(path, self.limits).duration or 0.0
+        return self._digests[key]
 
 
 class ApiSessions:

@@ -1,6 +1,9 @@
 """The app, launched as a user launches it, driven through its API and in a real browser."""
+import json
 import os
 import shutil
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -76,35 +79,225 @@ def test_a_bad_upload_gets_a_message_and_the_server_goes_on(client, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+NAMES = ["ambulance siren", "dog howling", "fire truck siren", "playing harpsichord", "playing piano",
+         "telephone bell ringing"]
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
-def test_in_a_browser_turning_audio_off_empties_its_panel_and_redraws_the_heatmaps(server, tmp_path):
+@pytest.fixture(scope="module")
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server)
-        page.locator("#video-in input[type=file]").set_input_files(str(EXAMPLES[0]))
-        plot = page.locator("#plot-temporal")
-        # the first answer: all three panels hold predictions, the heatmaps show both passes
-        page.wait_for_function("() => document.querySelector('#label-audio') && "
-                               "document.querySelector('#label-audio').innerText.includes('%')", timeout=120_000)
-        page.wait_for_function("() => document.querySelector('#plot-temporal').innerText.includes('audio pass')",
-                               timeout=60_000)
-        assert "%" in page.locator("#label-fused").inner_text()
-        assert "video pass" in plot.inner_text()
-        page.screenshot(path=str(tmp_path / "both-on.png"), full_page=True)
+        yield b
+        b.close()
 
-        page.locator("#audio-on input[type=checkbox]").click()
-        page.wait_for_function("() => document.querySelector('#label-audio').innerText.includes('turned off')",
-                               timeout=60_000)
-        page.wait_for_function("() => !document.querySelector('#plot-temporal').innerText.includes('audio pass')",
-                               timeout=60_000)
-        assert "%" not in page.locator("#label-audio").inner_text()
-        assert "video pass" in plot.inner_text() and "%" in page.locator("#label-fused").inner_text()
-        page.screenshot(path=str(tmp_path / "audio-off.png"), full_page=True)
-        browser.close()
-    assert (tmp_path / "audio-off.png").stat().st_size > 10_000
+
+def status_has(page, text, timeout=60_000):
+    page.wait_for_function("t => (document.querySelector('#status')?.innerText || '').includes(t)", arg=text,
+                           timeout=timeout)
+
+
+def labels_have_scores(page, which="fused"):
+    page.wait_for_function(f"() => (document.querySelector('#label-{which}')?.innerText || '').includes('%')",
+                           timeout=60_000)
+
+
+def error_badges(page) -> int:
+    """Gradio's red 'Error' badges on the results: there must never be any. (A junk upload
+    also gets the browser's own "Video not playable" toast on the upload: that one is fair.)"""
+    return page.evaluate("[...document.querySelectorAll('#results *')].filter(e => !e.children.length && "
+                         "e.offsetParent && (e.innerText || '').trim() === 'Error').length")
+
+
+def set_number(page, elem, value):
+    box = page.locator(f"#{elem} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")  # commits it (the page's keydown handler blurs the box)
+
+
+@needs_chromium
+def test_in_a_browser_every_rough_edge_of_the_explorer(server, browser, media_dir, tmp_path):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    # 8: the demo says what it is; 2: the examples have names and captions
+    assert "demo model" in page.locator("#notice").inner_text() and "vggsound" in page.locator("#notice").inner_text()
+    assert sorted(page.locator("#examples button").all_inner_texts()) == NAMES
+    assert "turn the video off" in page.inner_text("body") and "turn the audio off" in page.inner_text("body")
+
+    # the first example after launch: its latency, from the click
+    t0 = time.time()
+    page.locator("#examples button", has_text="ambulance siren").click()
+    labels_have_scores(page)
+    t_labels = time.time() - t0
+    page.wait_for_function("() => document.querySelector('#plot-temporal').innerText.includes('pass')",
+                           timeout=60_000)
+    print(f"\nfirst example after launch: labels {t_labels:.2f} s, heatmaps {time.time() - t0:.2f} s after the click")
+    assert "ambulance siren" in page.locator("#label-fused").inner_text()
+    # 6: one colour scale with its bar, seconds on the axes, shared layers named
+    plot = page.locator("#plot-temporal").inner_text()
+    assert "attention received" in plot and "seconds of the clip" in plot and "(shared)" in plot
+    assert "shared" in page.locator("#layer").inner_text()
+    page.get_by_text("Full T x T attention maps of this layer").click()
+    page.wait_for_function("() => (document.querySelector('#plot-full')?.innerText || '').includes('query (s)')",
+                           timeout=60_000)
+    page.screenshot(path=str(tmp_path / "wide-1440.png"), full_page=True)
+
+    # audio off: its panel says so and its rows leave the heatmaps
+    page.locator("#audio-on input[type=checkbox]").click()
+    page.wait_for_function("() => document.querySelector('#label-audio').innerText.includes('turned off')",
+                           timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('#plot-temporal').innerText.includes('audio pass')",
+                           timeout=60_000)
+    assert "%" in page.locator("#label-fused").inner_text()
+    # 1: both off -> the library's message, outputs cleared, no badges
+    page.locator("#video-on input[type=checkbox]").click()
+    status_has(page, "nothing left to predict from")
+    assert "%" not in page.locator("#label-fused").inner_text() and error_badges(page) == 0
+    page.locator("#audio-on input[type=checkbox]").click()
+    page.locator("#video-on input[type=checkbox]").click()
+    status_has(page, "server time")
+    labels_have_scores(page, "video")
+
+    # 4: a reversed span and a negative time: one message each, the box still ticked, no badges
+    set_number(page, "mute-from", 5)
+    set_number(page, "mute-to", 2)
+    page.locator("#mute-on input[type=checkbox]").click()
+    status_has(page, "must start before it ends")
+    assert error_badges(page) == 0 and "%" not in page.locator("#label-fused").inner_text()
+    set_number(page, "mute-from", -1)
+    status_has(page, "FROM must be a finite number >= 0")
+    set_number(page, "mute-from", 2)
+    set_number(page, "mute-to", 5)
+    status_has(page, "server time")
+    page.locator("#mute-on input[type=checkbox]").click()
+
+    # compare every model, the clip as the model got it, the export
+    page.locator("button[role=tab]", has_text="Compare models").click()
+    page.locator("#compare").click()
+    page.wait_for_function("() => document.querySelector('#compare-table').innerText.includes('demo-cross-modal')",
+                           timeout=60_000)
+    table = page.locator("#compare-table").inner_text()
+    assert all(n in table for n in ("demo-uavm", "demo-independent", "demo-cross-modal")) and "%" in table
+    page.locator("button[role=tab]", has_text="Heard and seen").click()
+    page.locator("#make-player").click()
+    page.wait_for_function("() => { const v = document.querySelector('#player video'); return v && v.src; }",
+                           timeout=60_000)
+    page.locator("button[role=tab]", has_text="Export").click()
+    page.locator("#export").click()
+    page.wait_for_function("() => document.querySelectorAll('#export-files a[href]').length == 2", timeout=60_000)
+    links = page.locator("#export-files a[href]").evaluate_all("as => as.map(a => a.href)")
+    got = {Path(h.split("?")[0]).suffix: urllib.request.urlopen(h).read() for h in links}
+    answer = json.loads(got[".json"])
+    assert answer["fused"]["top"][0]["label"] == "ambulance siren" and "attention" in answer
+    assert got[".html"].startswith(b"<!doctype html>") and b"plotly" in got[".html"]
+
+    # 1: the cross-modal model with one modality off
+    page.locator("button[role=tab]", has_text="Attention").click()
+    page.locator("#model input").click()
+    page.get_by_role("option", name="demo-cross-modal").click()
+    status_has(page, "demo-cross-modal")
+    page.locator("#video-on input[type=checkbox]").click()
+    status_has(page, "needs both modalities")
+    assert error_badges(page) == 0
+    page.locator("#video-on input[type=checkbox]").click()
+    status_has(page, "server time")
+
+    # 3: a long clip shows the start; typing a start and pressing Enter moves the analysis
+    page.locator("#video-in button[aria-label=Clear]").click()
+    status_has(page, "Upload or record a clip")  # 5: clearing the clip clears, without an error
+    assert error_badges(page) == 0 and "%" not in page.locator("#label-fused").inner_text()
+    page.locator("#video-in input[type=file]").set_input_files(str(media_dir / "long.mp4"))
+    status_has(page, "window 0–10 s")
+    page.wait_for_selector("#start input[type=number]", timeout=60_000)
+    set_number(page, "start", 12)
+    status_has(page, "window 12–22 s")
+
+    # 8: a junk upload gets its message, without the server's paths
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    page.locator("#video-in button[aria-label=Clear]").click()
+    status_has(page, "Upload or record a clip")
+    page.locator("#video-in input[type=file]").set_input_files(str(junk))
+    status_has(page, "not a readable audio or video file")
+    msg = page.locator("#status").inner_text()
+    assert "junk.mp4" in msg and "/tmp" not in msg and "gradio" not in msg.lower()
+    assert error_badges(page) == 0
+    page.close()
+
+
+@needs_chromium
+def test_on_a_phone_the_results_come_into_view_after_tapping_an_example(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="dog howling").tap()
+    labels_have_scores(page)
+    page.wait_for_timeout(800)  # the smooth scroll
+    top = page.evaluate("document.querySelector('#status').getBoundingClientRect().top")
+    assert 0 <= top < 844, f"the results start {top:.0f} px down the viewport"
+    # the span fields stay on the line of their box
+    tops = [page.evaluate(f"document.querySelector('#{e}').getBoundingClientRect().top")
+            for e in ("mute-on", "mute-from", "mute-to")]
+    assert max(tops) - min(tops) < 40, tops
+    page.screenshot(path=str(tmp_path / "phone-390.png"), full_page=False)
+    page.screenshot(path=str(tmp_path / "phone-390-full.png"), full_page=True)
+    page.close()
+
+
+@needs_chromium
+def test_in_a_browser_the_explain_panel_and_a_long_clips_timeline(server, browser, tmp_path):
+    from uavm.demo.synth import demo_clip
+
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="ambulance siren").click()
+    labels_have_scores(page)
+    # the explanation: computed when its tab opens, on the heatmaps' time axis
+    page.locator("button[role=tab]", has_text="Explain").click()
+    page.wait_for_function("() => (document.querySelector('#explain-summary')?.innerText || '').includes('Explaining')",
+                           timeout=60_000)
+    summary = page.locator("#explain-summary").inner_text()
+    assert "ambulance siren" in summary and "fused logit" in summary and "Occlusion hurts most" in summary
+    assert "disagree" in summary  # the siren's sound alone says another vehicle, its picture another class
+    page.wait_for_function("() => (document.querySelector('#plot-explain')?.innerText || '').includes('occlusion')",
+                           timeout=60_000)
+    assert "seconds of the clip" in page.locator("#plot-explain").inner_text()
+    # kept up to date while open: audio off -> no audio occlusion, the library says why
+    page.locator("#audio-on input[type=checkbox]").click()
+    page.wait_for_function("() => (document.querySelector('#explain-summary')?.innerText || '').includes('audio: turned off')",
+                           timeout=60_000)
+    page.locator("#audio-on input[type=checkbox]").click()
+    page.screenshot(path=str(tmp_path / "explain-1440.png"), full_page=True)
+
+    # a one-minute clip: the timeline strip appears above the explorer; a click moves the window there
+    long = demo_clip(tmp_path / "minute.mp4", seconds=60, fps=10, size=(96, 128))
+    page.locator("#video-in button[aria-label=Clear]").click()
+    status_has(page, "Upload or record a clip")
+    page.locator("#video-in input[type=file]").set_input_files(str(long))
+    page.wait_for_function("() => (document.querySelector('#timeline-plot')?.innerText || '').includes('fused')",
+                           timeout=120_000)
+    assert "Timeline" in page.locator("#timeline-note").inner_text()
+    status_has(page, "window 0–10 s")
+    bars = page.locator("#timeline-plot .barlayer .point")
+    assert bars.count() >= 12 * 3  # audio, video and fused bands of the 12 windows
+    target = None
+    for i in range(bars.count()):  # the fused band of the window starting at 25 s
+        box = bars.nth(i).bounding_box()
+        if box and box["width"] > 2:
+            target = target or []
+            target.append(box)
+    row_y = sorted({round(b["y"]) for b in target})
+    fused_row = [b for b in target if round(b["y"]) == row_y[2]]  # rows: audio, video, fused from the top
+    plot_box = page.locator("#timeline-plot .nsewdrag").first.bounding_box()
+    x = plot_box["x"] + plot_box["width"] * (27.5 / 60)
+    b = min(fused_row, key=lambda b: abs(b["x"] + b["width"] / 2 - x))
+    page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    status_has(page, "window 25–35 s")
+    assert "decoded and extracted" not in page.locator("#status").inner_text()  # served from the clip
+    page.screenshot(path=str(tmp_path / "timeline-1440.png"), full_page=True)
+    page.close()

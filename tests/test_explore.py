@@ -51,3 +51,24 @@ def test_the_cross_modal_model_with_one_modality_off_explains_instead_of_failing
     an = ex.run(media_dir / "av.mp4", video=False)
     assert an.prediction is None and "needs both modalities" in an.error
     assert ex.run(media_dir / "av.mp4").prediction.logits["fused"] is not None
+
+
+def test_after_a_timeline_moving_the_window_decodes_nothing_and_answers_alike(tiny_bundle, media_dir):
+    clip = media_dir / "long.mp4"  # 25 s
+    fresh = Explorer(Pipeline(load_bundle(tiny_bundle), "cpu"))
+    ex = Explorer(Pipeline(load_bundle(tiny_bundle), "cpu"))
+    tl = ex.timeline(clip, stride=5.0, top_k=2)
+    assert [w["start"] for w in tl.to_dict()["windows"]] == [0, 5, 10, 15, 20]
+    assert ex.timeline(clip, stride=5.0, top_k=2) is tl  # built once
+
+    def no_decode(*a, **k):
+        raise AssertionError("a window of a clip with a timeline was decoded again")
+
+    ex.pipe.decode = no_decode
+    for start, blank in ((5.0, None), (12.0, (13.0, 15.0)), (2 + 1 / 3, None)):
+        got, want = ex.run(clip, start=start, blank=blank), fresh.run(clip, start=start, blank=blank)
+        assert {"audio features", "video features"} <= set(got.reused)
+        for m in ("audio", "video", "fused"):
+            np.testing.assert_allclose(got.prediction.logits[m], want.prediction.logits[m], rtol=1e-3, atol=1e-3)
+    with pytest.raises(AssertionError, match="decoded again"):
+        ex.run(clip, start=2.5)  # off the 3 fps grid: a decode of its own

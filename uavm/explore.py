@@ -7,7 +7,9 @@ changes afterwards reuses them, keyed by content:
   only the Transformer runs;
 * muting an audio span: the audio features of that waveform are computed (and kept);
 * blanking a video span: frames are independent, so only the black frame's feature
-  is ever computed, once per frame size, and spliced in.
+  is ever computed, once per frame size, and spliced in;
+* moving the window start of a clip whose timeline was built (``timeline``): the clip was
+  decoded once, whole, and any window on its 3 fps grid is served from it.
 
 Shared by every session of a server, it is safe to call from many threads: decoding
 (file I/O, in isolated processes) happens outside the model lock, bounded by its own
@@ -26,7 +28,16 @@ import numpy as np
 
 from .errors import UAVMError
 from .files import sha256
-from .inference import Pipeline, Prediction, apply_spans, check_window, nothing_left, span_mask, window_span
+from .inference import (
+    Pipeline,
+    Prediction,
+    apply_spans,
+    check_top_k,
+    check_window,
+    nothing_left,
+    span_mask,
+    window_span,
+)
 from .media import regular_file
 
 
@@ -37,9 +48,9 @@ def file_digest(path) -> str:
 
 
 class LRU(OrderedDict):
-    def __init__(self, size: int):
+    def __init__(self, size: int, evict=None):
         super().__init__()
-        self.size = size
+        self.size, self.evict = size, evict
 
     def get_or(self, key, make):
         if key in self:
@@ -48,7 +59,9 @@ class LRU(OrderedDict):
         value = make()
         self[key] = value
         while len(self) > self.size:
-            self.popitem(last=False)
+            _, old = self.popitem(last=False)
+            if self.evict is not None:
+                self.evict(old)
         return value, False
 
 
@@ -78,32 +91,74 @@ class Explorer:
         # a server shares one model lock and one set of decode slots among all its models
         self.model_lock = model_lock or threading.Lock()
         self.decode_slots = decode_slots or threading.BoundedSemaphore(2)
-        self._decoding: dict = {}  # key -> Event while a decode runs (one decode per key)
+        self.timelines = LRU(8)
+        self.clips = LRU(4, evict=lambda clip: clip.close())  # digest -> ClipFeatures of a timeline
+        self._running: dict = {}  # key -> Event while its work runs (one at a time per key)
         self._cache_lock = threading.Lock()  # held for dict operations only, never for work
 
-    def decode(self, path, start: float, digest: str, say=lambda f, msg: None):
-        """The decoded window (every stream the file has), from the cache or decoded once,
-        outside the model lock; -> ((wav, frames, missing), reused?)."""
-        key = (digest, round(float(start), 3))
+    def _once(self, store: LRU, key, make):
+        """``store[key]``, made by ``make()`` once even when several threads ask at the same
+        time (they wait for the first and share its result); -> (value, reused?)."""
         while True:
             with self._cache_lock:
-                if key in self.decoded:
-                    return self.decoded.get_or(key, None)[0], True
-                running = self._decoding.get(key)
+                if key in store:
+                    return store.get_or(key, None)[0], True
+                running = self._running.get((id(store), key))
                 if running is None:
-                    running = self._decoding[key] = threading.Event()
+                    running = self._running[(id(store), key)] = threading.Event()
                     break
-            running.wait()  # the same window is being decoded for someone else: share it
+            running.wait()
         try:
-            say(0.05, "decoding the clip")
-            with self.decode_slots:
-                value = self.pipe.decode(path, start)
+            value = make()
             with self._cache_lock:
-                self.decoded.get_or(key, lambda: value)
+                store.get_or(key, lambda: value)
             return value, False
         finally:
             with self._cache_lock:
-                self._decoding.pop(key).set()
+                self._running.pop((id(store), key)).set()
+
+    def _clip(self, digest: str, start: float):
+        """The ClipFeatures of this clip when a timeline decoded it and ``start`` is on its grid."""
+        with self._cache_lock:
+            clip = self.clips.get(digest)
+        fps = self.pipe.pre.video.fps
+        return clip if clip is not None and abs(start * fps - round(start * fps)) < 1e-6 else None
+
+    def decode(self, path, start: float, digest: str, say=lambda f, msg: None):
+        """The decoded window (every stream the file has), from the cache or decoded once,
+        outside the model lock; -> ((wav, frames, missing), reused?). A clip whose timeline
+        was built gives its window without a decode (frames as display thumbnails)."""
+        clip = self._clip(digest, start)
+
+        def make():
+            if clip is not None:
+                return clip.waveform(start), clip.frames(start), clip.missing(start)
+            say(0.05, "decoding the clip")
+            with self.decode_slots:
+                return self.pipe.decode(path, start)
+        return self._once(self.decoded, (digest, round(float(start), 3)), make)
+
+    def timeline(self, path, digest: Optional[str] = None, stride: float = 5.0, window=None, top_k: int = 3,
+                 progress=None):
+        """The clip's timeline (``uavm.timeline``), built once per clip and parameters; the
+        decoded clip is kept, so that any window on its 3 fps grid needs no decode after it."""
+        from .timeline import check_timeline
+
+        stride, window = check_timeline(stride, window, self.pipe.pre.clip_seconds)
+        top_k = check_top_k(top_k, len(self.pipe.bundle.labels))
+        digest = digest or file_digest(path)
+
+        def make():
+            # one decode slot for the whole stream (its decoder lives that long); the model
+            # lock only around the network passes, so other users' work goes on meanwhile
+            with self.decode_slots:
+                tl = self.pipe.timeline(path, stride, window, top_k, progress=progress, lock=self.model_lock)
+            with self._cache_lock:  # one decoded clip kept per content (another timeline's is the same)
+                kept, hit = self.clips.get_or(digest, lambda: tl.features)
+            if hit and kept is not tl.features:
+                tl.features.close()
+            return tl
+        return self._once(self.timelines, (digest, stride, window, top_k), make)[0]
 
     def run(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
             mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None) -> Analysis:
@@ -130,29 +185,33 @@ class Explorer:
         mute_w, blank_w = window_span(mute, start, secs), window_span(blank, start, secs)
 
         feats = {}
+        clip = self._clip(key[0], start)  # a timeline's clip: its features are there already
         if wav is not None:
             t = time.perf_counter()
             wav = apply_spans(wav, None, pre, start, mute)[0]
             if audio:
                 if key + (mute_w,) not in self.audio_feats:
                     say(0.3, "audio features (fbank + ConvNeXt)")
-                feats["audio"], hit = self.audio_feats.get_or(key + (mute_w,), lambda: self.pipe.audio_features(wav))
-                if hit:
+                make = (lambda: clip.audio(start)) if clip is not None and not mute_w else \
+                    (lambda: self.pipe.audio_features(wav))
+                feats["audio"], hit = self.audio_feats.get_or(key + (mute_w,), make)
+                if hit or clip is not None:
                     reused.append("audio features")
             timings["audio features"] = (time.perf_counter() - t) * 1000
         if frames is not None:
             t = time.perf_counter()
             if key not in self.video_feats:
                 say(0.6, "video features (ConvNeXt on each frame)")
-            base, hit = self.video_feats.get_or(key, lambda: self.pipe.video_features(frames))
-            if hit:
+            make = (lambda: clip.video(start)) if clip is not None else (lambda: self.pipe.video_features(frames))
+            base, hit = self.video_feats.get_or(key, make)
+            if hit or clip is not None:
                 reused.append("video features")
             if blank_w and len(frames):
-                # frames are independent: splice in the black frame's feature
+                # frames are independent: splice in the black frame's feature (of the size the model saw)
                 sel = span_mask(len(frames), pre.video.fps, blank_w)
                 frames = apply_spans(None, frames, pre, start, None, blank)[1]
                 base = base.copy()
-                base[sel] = self._black_feature(frames.shape[1:])
+                base[sel] = self._black_feature(clip.frame_shape if clip is not None else frames.shape[1:])
             if video:
                 feats["video"] = base
             timings["video features"] = (time.perf_counter() - t) * 1000

@@ -32,100 +32,194 @@ def spectrogram(wav: np.ndarray, pre: AudioPre, bins: int = 400) -> np.ndarray:
     return fb[:, : cols * n].reshape(fb.shape[0], cols, n).mean(-1)
 
 
-def frame_strip(frames: np.ndarray, height: int = 48) -> np.ndarray:
-    """The 3 fps frames side by side, each scaled to ``height`` pixels (nearest)."""
-    h, w = frames.shape[1:3]
-    nw = max(int(w * height / h), 1)
+def colormap(values: np.ndarray, scale: str = "Magma") -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 through a plotly colour scale, min to max."""
+    from plotly.colors import hex_to_rgb, sequential
+
+    stops = np.array([hex_to_rgb(c) if c.startswith("#") else [int(v) for v in c[4:-1].split(",")]
+                      for c in getattr(sequential, scale)], np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    t = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    pos = t * (len(stops) - 1)
+    i = np.clip(pos.astype(int), 0, len(stops) - 2)
+    f = (pos - i)[..., None]
+    return np.round(stops[i] * (1 - f) + stops[i + 1] * f).astype(np.uint8)
+
+
+def thumbnail(frame: np.ndarray, height: int = 64) -> np.ndarray:
+    """A frame scaled to ``height`` pixels (nearest), its aspect ratio kept."""
+    h, w = frame.shape[:2]
+    nw = max(int(round(w * height / h)), 1)
     yi, xi = (np.arange(height) * h / height).astype(int), (np.arange(nw) * w / nw).astype(int)
-    return np.concatenate([f[yi][:, xi] for f in frames], axis=1)
+    return frame[yi][:, xi]
 
 
 def _png(img: np.ndarray) -> str:
+    """An image as a data URL (JPEG: a tenth of a PNG's bytes for frames and spectrograms)."""
     import base64
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    Image.fromarray(img).save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def temporal(an, layer: int, pre) -> go.Figure:
+# -- one clip's attention ---------------------------------------------------------------------
+PARTS = {"unified": "shared", "independent": "upper, one per modality", "cross_modal": "joint: audio and video together"}
+
+
+def layer_parts(cfg) -> list:
+    """The part of the model each layer belongs to, layer 1 first."""
+    return ["modality-specific"] * cfg.n_specific + [PARTS[cfg.kind]] * cfg.n_shared
+
+
+def layer_label(cfg) -> str:
+    """'layers 1-3 modality-specific, 4-6 shared': what the layer slider says."""
+    parts, runs, start = layer_parts(cfg), [], 1
+    for i in range(1, len(parts) + 1):
+        if i == len(parts) or parts[i] != parts[i - 1]:
+            runs.append(f"{start}-{i} {parts[i - 1]}" if i > start else f"{i} {parts[i - 1]}")
+            start = i + 1
+    return "layers " + ", ".join(runs)
+
+
+def passes_at(pred, layer: int, cfg) -> list:
+    """(name, (heads, T', T') attention) of every pass that has ``layer`` (1-based): the
+    modality passes, or the cross-modal model's joint pass (2T tokens, audio first)."""
+    if cfg.kind == "cross_modal" and layer > cfg.n_specific:
+        j, li = pred.attention.get("joint"), layer - cfg.n_specific - 1
+        return [("joint", j[li])] if j is not None and 0 <= li < len(j) else []
+    return [(m, pred.attention[m][layer - 1]) for m in ("audio", "video")
+            if m in pred.attention and 0 < layer <= len(pred.attention[m])]
+
+
+def _colorbar(fig, top: float, title: str = "attention") -> None:
+    """One colour scale for every attention map of the figure, from 0, with its bar."""
+    fig.update_layout(coloraxis=dict(colorscale=COLORS, cmin=0, cmax=max(top, 1e-6),
+                                     colorbar=dict(title=dict(text=title, side="right"), thickness=12, len=0.6)))
+
+
+def temporal(an, layer: int, pre, cfg) -> go.Figure:
     """Attention each time step receives (mean over queries), one row per head, for the
-    chosen layer of each modality pass; the spectrogram and frames share the time axis."""
+    chosen layer of each pass, on one colour scale; the spectrogram and the frames the
+    model saw share the time axis (seconds of the clip)."""
     pred = an.prediction
     if pred is None:
         return _empty(an.error or "no prediction")
-    rows = []
-    for m in ("audio", "video"):
-        if m in pred.attention:
-            rows.append(("attn", m))
-        if m in pred.attention and m == "audio" and an.waveform is not None:
-            rows.append(("spec", m))
-        if m in pred.attention and m == "video" and an.frames is not None and len(an.frames):
-            rows.append(("frames", m))
-    heights = {"attn": 1.0, "spec": 0.8, "frames": 0.45}
-    titles = []
-    for kind, m in rows:
-        if kind == "attn":
-            n = pred.attention[m].shape[0]
-            titles.append(f"{m} pass, layer {min(layer, n)} of {n}: attention received by each time step")
+    parts = layer_parts(cfg)
+    layer = min(max(int(layer), 1), len(parts))
+    part = parts[layer - 1]
+    rows = []  # (kind, title, heads x T received attention or None)
+    for name, att in passes_at(pred, layer, cfg):
+        recv = att.mean(axis=1)  # (heads, T'): mean over the queries
+        if name == "joint":
+            T = recv.shape[1] // 2
+            rows += [("attn", f"joint pass, audio tokens · layer {layer}/{len(parts)} ({part})", recv[:, :T]),
+                     ("attn", f"joint pass, video tokens · layer {layer}/{len(parts)} ({part})", recv[:, T:])]
         else:
-            titles.append({"spec": "audio the model heard (log-mel)", "frames": "frames the model saw (3 fps)"}[kind])
-    fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.06, subplot_titles=titles,
-                        row_heights=[heights[k] for k, _ in rows])
-    secs = an.seconds
-    for r, (kind, m) in enumerate(rows, start=1):
+            rows.append(("attn", f"{name} pass · layer {layer}/{len(parts)} ({part})", recv))
+    if an.waveform is not None and "audio" not in an.missing:
+        rows.append(("spec", "what the model heard (log-mel)", None))
+    every = 1
+    if an.frames is not None and len(an.frames) and "video" not in an.missing:
+        # thumbnails ~60 px tall at their aspect ratio, in a plot ~800 px wide: every Nth frame fits
+        aspect = an.frames.shape[2] / an.frames.shape[1]
+        every = max(1, int(np.ceil(60 * aspect / (800 / (an.seconds * pre.video.fps)))))
+        rows.append(("frames", f"frames the model saw ({pre.video.fps:g} fps" +
+                     (f"; one in {every} shown, at its time)" if every > 1 else ")"), None))
+    if not rows:
+        return _empty("no attention at this layer")
+    heights = {"attn": 1.0, "spec": 0.8, "frames": 0.55}
+    fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=[t for _, t, _ in rows], row_heights=[heights[k] for k, _, _ in rows])
+    secs, top = an.seconds, 0.0
+    for r, (kind, _, z) in enumerate(rows, start=1):
+        ax = "" if r == 1 else str(r)
         if kind == "attn":
-            att = pred.attention[m]
-            li = min(max(layer, 1), att.shape[0]) - 1
-            recv = att[li].mean(axis=1)  # (heads, T): mean over queries
-            T = recv.shape[1]
+            T = z.shape[1]
             x = an.start + (np.arange(T) + 0.5) * secs / T
-            fig.add_trace(go.Heatmap(z=recv, x=x, y=[f"head {h + 1}" for h in range(recv.shape[0])],
-                                     colorscale=COLORS, showscale=False,
-                                     hovertemplate="t=%{x:.2f}s %{y}: %{z:.3f}<extra></extra>"), row=r, col=1)
-        elif kind == "spec":
-            S = spectrogram(an.waveform, pre.audio)
-            x = an.start + (np.arange(S.shape[1]) + 0.5) * (pre.audio.target_length * pre.audio.frame_shift_ms / 1000) / S.shape[1]
-            fig.add_trace(go.Heatmap(z=S, x=x, colorscale="Magma", showscale=False, hoverinfo="skip"), row=r, col=1)
-            fig.update_yaxes(title_text="mel", showticklabels=False, row=r, col=1)
-        else:  # a layout image stretched over the frames' time span (an Image trace would pin the aspect ratio)
-            ax = "" if r == 1 else str(r)
-            every = max(int(round(pre.video.fps)), 1)  # one thumbnail a second keeps them legible
-            fig.add_layout_image(source=_png(frame_strip(an.frames[::every], 64)), xref=f"x{ax}", yref=f"y{ax} domain",
-                                 x=an.start, y=1, sizex=len(an.frames[::every]) * every / pre.video.fps, sizey=1,
-                                 sizing="stretch", layer="above", xanchor="left", yanchor="top")
-            fig.add_trace(go.Scatter(x=[an.start, an.start + secs], y=[0, 1], mode="markers", opacity=0,
-                                     hoverinfo="skip", showlegend=False), row=r, col=1)
-            fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=r, col=1)
-    fig.update_xaxes(range=[an.start, an.start + secs], title_text="seconds", row=len(rows), col=1)
-    fig.update_layout(height=150 + 130 * len(rows), margin=dict(l=60, r=20, t=40, b=40))
+            z = np.round(z, 4)  # four decimals are all a colour shows; fewer bytes to send
+            top = max(top, float(z.max()))
+            fig.add_trace(go.Heatmap(z=z, x=np.round(x, 3), y=[f"head {h + 1}" for h in range(z.shape[0])],
+                                     coloraxis="coloraxis",
+                                     hovertemplate="t=%{x:.2f} s, %{y}: %{z:.3f}<extra></extra>"), row=r, col=1)
+        elif kind == "spec":  # an image, not a 128 x 400 heatmap: a few KB to send instead of ~300
+            span = pre.audio.target_length * pre.audio.frame_shift_ms / 1000
+            fig.add_layout_image(source=_png(colormap(spectrogram(an.waveform, pre.audio)[::-1])), xref=f"x{ax}",
+                                 yref=f"y{ax} domain", x=an.start, y=1, sizex=span, sizey=1, sizing="stretch",
+                                 layer="below", xanchor="left", yanchor="top")
+            fig.add_trace(go.Scatter(x=[an.start, an.start + span], y=[0.5, 0.5], mode="markers",
+                                     marker=dict(size=1, color="rgba(0,0,0,0)"), showlegend=False, hoverinfo="skip"),
+                          row=r, col=1)
+            fig.update_yaxes(title_text="mel", showticklabels=False, showgrid=False, zeroline=False, range=[0, 1],
+                             row=r, col=1)
+        else:  # each shown frame at its own time, its aspect ratio kept
+            fps = pre.video.fps
+            for i in range(0, len(an.frames), every):
+                fig.add_layout_image(source=_png(thumbnail(an.frames[i], 64)), xref=f"x{ax}", yref=f"y{ax} domain",
+                                     x=an.start + i / fps, y=1, sizex=every / fps, sizey=1, sizing="contain",
+                                     layer="above", xanchor="left", yanchor="top")
+            fig.add_trace(go.Scatter(x=an.start + np.arange(len(an.frames)) / fps, y=np.full(len(an.frames), 0.5),
+                                     mode="markers", marker=dict(size=4, color="rgba(0,0,0,0)"), showlegend=False,
+                                     hovertemplate="frame at %{x:.2f} s<extra></extra>"), row=r, col=1)
+            fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[0, 1], row=r, col=1)
+    _colorbar(fig, top, "attention received")
+    fig.update_xaxes(range=[an.start, an.start + secs], row=len(rows), col=1)
+    fig.update_xaxes(title_text="seconds of the clip", row=len(rows), col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=130 + 130 * len(rows), margin=dict(l=60, r=20, t=40, b=40))
     return fig
 
 
-def full_maps(an, layer: int) -> go.Figure:
-    """The T x T attention of every head at the chosen layer (query on y, key on x)."""
+def full_maps(an, layer: int, cfg) -> go.Figure:
+    """Every head's T x T attention at the chosen layer (query on y, key on x, seconds),
+    one colour scale; the joint map of the cross-modal model marks its audio and video halves."""
     pred = an.prediction
     if pred is None:
         return _empty(an.error or "no prediction")
-    mods = [m for m in ("audio", "video", "joint") if m in pred.attention]
-    heads = pred.attention[mods[0]].shape[1]
-    fig = make_subplots(rows=len(mods), cols=heads, horizontal_spacing=0.02, vertical_spacing=0.08,
-                        subplot_titles=[f"{m} h{h + 1}" for m in mods for h in range(heads)])
-    for r, m in enumerate(mods, start=1):
-        att = pred.attention[m]
-        li = min(max(layer, 1), att.shape[0]) - 1
+    parts = layer_parts(cfg)
+    layer = min(max(int(layer), 1), len(parts))
+    passes = passes_at(pred, layer, cfg)
+    if not passes:
+        return _empty("no attention at this layer")
+    heads = passes[0][1].shape[0]
+    fig = make_subplots(rows=len(passes), cols=heads, horizontal_spacing=0.03, vertical_spacing=0.12,
+                        subplot_titles=[f"{name} · head {h + 1}" for name, _ in passes for h in range(heads)])
+    secs, top = an.seconds, 0.0
+    for r, (name, att) in enumerate(passes, start=1):
+        n = att.shape[-1]
+        if name == "joint":  # audio tokens then video tokens: a 2 x 10 s axis, the halves marked
+            T = n // 2
+            t = np.r_[(np.arange(T) + 0.5) * secs / T, secs + (np.arange(T) + 0.5) * secs / T]
+            ticks = dict(tickvals=[0, secs / 2, secs, 1.5 * secs, 2 * secs],
+                         ticktext=["A 0", f"A {secs / 2:g}", "V 0", f"V {secs / 2:g}", f"V {secs:g} s"])
+        else:
+            t, ticks = an.start + (np.arange(n) + 0.5) * secs / n, {}
         for h in range(heads):
-            fig.add_trace(go.Heatmap(z=att[li, h], colorscale=COLORS, showscale=False,
-                                     hovertemplate="query %{y}, key %{x}: %{z:.3f}<extra></extra>"), row=r, col=h + 1)
-            fig.update_yaxes(autorange="reversed", showticklabels=h == 0, row=r, col=h + 1)
-    fig.update_layout(height=60 + 230 * len(mods), margin=dict(l=40, r=10, t=40, b=20))
+            top = max(top, float(att[h].max()))
+            fig.add_trace(go.Heatmap(z=att[h], x=t, y=t, coloraxis="coloraxis",
+                                     hovertemplate="query %{y:.2f} s, key %{x:.2f} s: %{z:.3f}<extra></extra>"),
+                          row=r, col=h + 1)
+            fig.update_xaxes(title_text="key (s)" if r == len(passes) else None, **ticks, row=r, col=h + 1)
+            fig.update_yaxes(autorange="reversed", showticklabels=h == 0, title_text="query (s)" if h == 0 else None,
+                             **ticks, row=r, col=h + 1)
+            if name == "joint":
+                for k, v in (("x", secs), ("y", secs)):
+                    fig.add_shape(type="line", xref=f"x{'' if (r - 1) * heads + h == 0 else (r - 1) * heads + h + 1}",
+                                  yref=f"y{'' if (r - 1) * heads + h == 0 else (r - 1) * heads + h + 1}",
+                                  x0=v if k == "x" else 0, x1=v if k == "x" else 2 * secs,
+                                  y0=v if k == "y" else 0, y1=v if k == "y" else 2 * secs,
+                                  line=dict(color="white", width=1))
+    _colorbar(fig, top)
+    fig.update_annotations(font_size=11)
+    fig.update_layout(height=80 + 260 * len(passes), margin=dict(l=50, r=20, t=40, b=40),
+                      title=dict(text=f"layer {layer}/{len(parts)} ({parts[layer - 1]})", font_size=13))
     return fig
 
 
-def av_difference(an) -> go.Figure:
+def av_difference(an, cfg=None) -> go.Figure:
     """Mean absolute difference of the paired audio and video attention maps, per layer
     (the paper's Fig. 5, left) for this clip."""
     pred = an.prediction
@@ -134,9 +228,65 @@ def av_difference(an) -> go.Figure:
     a, v = pred.attention["audio"], pred.attention["video"]
     n = min(a.shape[0], v.shape[0])
     diff = np.abs(a[:n] - v[:n]).mean(axis=(1, 2, 3))
-    fig = go.Figure(go.Bar(x=[f"layer {i + 1}" for i in range(n)], y=diff,
+    parts = layer_parts(cfg) if cfg is not None else [""] * n
+    fig = go.Figure(go.Bar(x=[f"layer {i + 1}" + (f"<br>{parts[i]}" if parts[i] else "") for i in range(n)], y=diff,
                            hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-    fig.update_layout(height=260, yaxis_title="mean |A_audio - A_video|", margin=dict(l=60, r=20, t=20, b=40))
+    fig.update_layout(height=260, yaxis_title="mean |A_audio - A_video|", margin=dict(l=60, r=20, t=20, b=50))
+    return fig
+
+
+# -- one clip's explanation -------------------------------------------------------------------
+MODALITY_COLORS = {"audio": "#d62728", "video": "#1f77b4"}
+
+
+def explanation(e) -> go.Figure:
+    """An Explanation (``uavm.explain``; or its ``to_dict()``) on the time axis of the
+    attention heatmaps: how much the target's score drops when each span of a modality is
+    silenced or blacked out, the attention rollout and the last layer's attention per step,
+    and each modality's share of the fused logit."""
+    d = e.to_dict() if hasattr(e, "to_dict") else e
+    start, secs = float(d["start"]), float(d["seconds"])
+    c = d["contribution"]
+    fig = make_subplots(rows=3, cols=1, vertical_spacing=0.13, row_heights=[1.0, 0.8, 0.35], subplot_titles=[
+        f"occlusion: drop of P({d['target']['label']}) when a {d['window']:g} s span is silenced / blacked out",
+        "attention rollout (solid) and the last layer's attention (dotted): how much each step feeds the output",
+        f"each modality's share of the fused logit ({c['fused_logit']:.2f})"])
+    for m, color in MODALITY_COLORS.items():
+        occ = d["occlusion"].get(m)
+        if occ:
+            fig.add_trace(go.Scatter(x=occ["times"], y=occ["drop"], name=f"{m}: fused score", mode="lines+markers",
+                                     line=dict(color=color), legendgroup=m,
+                                     hovertemplate=f"{m} span at %{{x:.2f}} s: fused drops %{{y:.3f}}<extra></extra>"),
+                          row=1, col=1)
+            if occ.get("drop_own") is not None:
+                fig.add_trace(go.Scatter(x=occ["times"], y=occ["drop_own"], name=f"{m}: its own pass", mode="lines",
+                                         line=dict(color=color, dash="dot"), legendgroup=m,
+                                         hovertemplate=f"{m} span at %{{x:.2f}} s: its pass drops %{{y:.3f}}"
+                                                       "<extra></extra>"), row=1, col=1)
+        for key, dash, what in (("rollout", "solid", "rollout"), ("attention_last", "dot", "last layer")):
+            curve = d[key].get(m) if d.get(key) else None
+            if curve:
+                fig.add_trace(go.Scatter(x=d["step_times"], y=curve, name=f"{m}: {what}", mode="lines",
+                                         line=dict(color=color, dash=dash), legendgroup=m, showlegend=False,
+                                         hovertemplate=f"{m} {what} at %{{x:.2f}} s: %{{y:.3f}}<extra></extra>"),
+                              row=2, col=1)
+    if c.get("audio") is not None or c.get("video") is not None:
+        for m, color in MODALITY_COLORS.items():
+            if c.get(m) is not None:
+                fig.add_trace(go.Bar(x=[c[m]], y=["logit"], orientation="h", name=f"{m} z/2", marker_color=color,
+                                     text=[f"{m} {c[m]:.2f}"], textposition="inside", showlegend=False,
+                                     hovertemplate=f"{m}: %{{x:.3f}} of the fused logit<extra></extra>"), row=3, col=1)
+        fig.update_layout(barmode="relative")
+    else:
+        fig.add_annotation(text=c.get("undefined") or "not defined for this model", showarrow=False, xref="x3 domain",
+                           yref="y3 domain", x=0.5, y=0.5, font=dict(size=11))
+    for r in (1, 2):
+        fig.update_xaxes(range=[start, start + secs], row=r, col=1)
+    fig.update_xaxes(title_text="seconds of the clip", row=2, col=1)
+    fig.update_yaxes(title_text="score drop", row=1, col=1)
+    fig.update_yaxes(showticklabels=False, row=3, col=1)
+    fig.update_annotations(font_size=12)
+    fig.update_layout(height=560, margin=dict(l=60, r=20, t=40, b=40), legend=dict(orientation="h", y=1.08))
     return fig
 
 
@@ -216,3 +366,57 @@ def html(*figs) -> str:
     """One self-contained page (plotly.js inlined once, so it opens offline)."""
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
     return "<!doctype html><html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
+
+
+def timeline(tl, title: str = "") -> go.Figure:
+    """A clip's timeline (``uavm.timeline``; the Timeline or its ``to_dict()``): the audio, video
+    and fused top-1 of every window as bands coloured by class and labelled, whether audio and
+    video agree, and where a modality is missing (hatched grey; black stripes: its stream has
+    nothing there). Each band's ``customdata`` starts with its window's start (for clicks)."""
+    from plotly.colors import qualitative
+
+    d = tl.to_dict() if hasattr(tl, "to_dict") else tl
+    wins, dur = d["windows"], float(d["duration"])
+    if not wins:
+        return _empty("no windows")
+    palette = qualitative.Dark24 + qualitative.Light24
+    span = min(float(d["stride"]), float(d["window"]))
+    rows = ["audio", "video", "fused", "agree"]
+    fig = go.Figure()
+
+    def bands(sel, y, colors, texts, hover, pattern=""):
+        if not sel:
+            return
+        s = [wins[i]["start"] for i in sel]
+        fig.add_trace(go.Bar(
+            orientation="h", y=[y] * len(sel), base=s, x=[max(min(a + span, dur) - a, 1e-3) for a in s],
+            marker=dict(color=colors, line=dict(width=0.5, color="white"), pattern=dict(shape=pattern)),
+            text=texts, textposition="inside", insidetextanchor="middle", customdata=[[a, h] for a, h in zip(s, hover)],
+            hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
+
+    for m in ("audio", "video", "fused"):
+        have = [i for i, w in enumerate(wins) if w.get(m)]
+        tops = [wins[i][m]["top"][0] for i in have]
+        bands(have, m, [palette[t["index"] % len(palette)] for t in tops], [t["label"] for t in tops],
+              [f"{wins[i]['start']:g} s, {m}: {t['label']} {t['score']:.2f}" for i, t in zip(have, tops)])
+        gone = [i for i, w in enumerate(wins) if not w.get(m)]
+        why = [(wins[i].get("missing") or {}).get(m) or wins[i].get("error") or "no prediction of its own" for i in gone]
+        bands(gone, m, ["#d0d0d0"] * len(gone), ["missing" if "missing" in wins[i] else "" for i in gone],
+              [f"{wins[i]['start']:g} s, {m}: {w}" for i, w in zip(gone, why)], pattern="/")
+    agree = {True: ("#2ca02c", "agree"), False: ("#d62728", "differ"), None: ("#eeeeee", "")}
+    bands(list(range(len(wins))), "agree", [agree[w["agree"]][0] for w in wins], [agree[w["agree"]][1] for w in wins],
+          [f"{w['start']:g} s: audio and video {agree[w['agree']][1] or 'not both there'}" for w in wins])
+    for m, spans in (d.get("gaps") or {}).items():
+        spans = [(a, b) for a, b in spans if b > a]
+        if spans and m in rows:
+            fig.add_trace(go.Bar(orientation="h", y=[m] * len(spans), base=[a for a, _ in spans],
+                                 x=[b - a for a, b in spans], width=0.1, offset=-0.45, marker=dict(color="black"),
+                                 customdata=[[a, f"{a:g}-{b:g} s: the {m} stream has nothing here"] for a, b in spans],
+                                 hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
+    name = str(d.get("clip", "")).replace("\\", "/").rsplit("/", 1)[-1]
+    fig.update_layout(
+        barmode="overlay", height=260, margin=dict(l=60, r=20, t=40, b=40), uniformtext=dict(minsize=8, mode="hide"),
+        title=title or f"{name}: top-1 of each {float(d['window']):g} s window, every {float(d['stride']):g} s",
+        xaxis=dict(range=[0, dur], title="seconds"),
+        yaxis=dict(categoryorder="array", categoryarray=rows[::-1]))
+    return fig
