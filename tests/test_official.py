@@ -313,7 +313,8 @@ def _clip(path, rng, seconds=10.0):
 def test_features_from_a_clip_match_torchvision_convnext_on_reference_preprocessing(imported, tmp_path, rng):
     d, anet, vnet, _ = imported
     _clip(tmp_path / "clip.mov", rng)
-    run_cli("features", tmp_path / "clip.mov", "--bundle", d / "bundle", "--out", tmp_path / "f", check=True)
+    run_cli("features", tmp_path / "clip.mov", "--bundle", d / "bundle", "--out", tmp_path / "f", "--precision", "fp32",
+            check=True)
     a = np.load(tmp_path / "f" / "clip.audio.npy")
     v = np.load(tmp_path / "f" / "clip.video.npy")
     assert a.dtype == np.float16 and a.shape == (30, 64) and v.shape == (30, 64)
@@ -337,7 +338,7 @@ def test_features_from_a_clip_match_torchvision_convnext_on_reference_preprocess
 def test_logits_from_a_clip_match_the_reference_chain(imported, tmp_path, rng):
     d, anet, vnet, sd = imported
     _clip(tmp_path / "clip.mov", rng)
-    r = run_cli("predict", tmp_path / "clip.mov", "--bundle", d / "bundle", "--json", "--top-k", "3")
+    r = run_cli("predict", tmp_path / "clip.mov", "--bundle", d / "bundle", "--json", "--top-k", "3", "--precision", "fp32")
     assert r.returncode == 0, r.stderr
     (out,) = json_lines(r.stdout)
     import av

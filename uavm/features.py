@@ -218,13 +218,34 @@ def round_features(x: torch.Tensor, dtype: str) -> np.ndarray:
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def _fast(device, precision: str = "auto"):
-    """-> (autocast context, memory format) for the backbones. ``auto``: bfloat16 autocast,
-    channels-last on a GPU; float32 on the CPU (where bf16 matmuls are slower on most chips)."""
-    device = torch.device(device)
+def cpu_bf16() -> str:
+    """Which native bfloat16 units this CPU has, by PyTorch's own query ("" if none):
+    AMX-BF16 tiles or AVX512-BF16 instructions. Without them bf16 is emulated, and slower."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):  # an older torch: its private per-feature queries
+        caps = {"amx_bf16": getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)(),
+                "avx512_bf16": getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()}
+    return " and ".join(n for k, n in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16")) if caps.get(k))
+
+
+def choose_precision(device, precision: str = "auto") -> tuple:
+    """-> ("fp32" or "bf16", why). ``auto``: bf16 (autocast, channels-last) on a GPU and on a
+    CPU with native bf16 units; fp32 elsewhere."""
     if precision not in PRECISIONS:
         raise PreprocessingError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision != "auto":
+        return precision, "asked for"
+    if torch.device(device).type == "cuda":
+        return "bf16", "auto: a GPU"
+    units = cpu_bf16()
+    return ("bf16", f"auto: the CPU has {units}") if units else ("fp32", "auto: the CPU has no native bf16 units")
+
+
+def _fast(device, precision: str = "auto"):
+    """-> (autocast context, memory format) for the backbones (see ``choose_precision``)."""
+    device = torch.device(device)
+    if choose_precision(device, precision)[0] == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16), torch.channels_last
     return torch.autocast(device.type, enabled=False), torch.contiguous_format
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UAVMError
-from .options import DEVICE, add_bundle_options, bundle_of
+from .options import DEVICE, PRECISION, add_bundle_options, bundle_of
 
 MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wav", ".mp3", ".flac", ".ogg",
              ".m4a", ".aac", ".opus"}
@@ -28,8 +28,7 @@ def add(sub) -> None:
     s.add_argument("--top-k", type=int, default=5)
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--device", **DEVICE)
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="backbone arithmetic (auto: bf16 autocast on a GPU, fp32 on the CPU)")
+    s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, metavar="CLIPS",
                    help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
     s.set_defaults(fn=predict)
@@ -42,6 +41,7 @@ def add(sub) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--start", type=float, default=0.0)
     s.add_argument("--device", **DEVICE)
+    s.add_argument("--precision", **PRECISION)
     s.set_defaults(fn=features)
 
 
@@ -145,7 +145,7 @@ def features(a) -> int:
         return 2
     # under torchrun each rank extracts its shard; gloo is enough, only the failure lists travel
     with distributed.joined(pick_device(a.device), backend="gloo") as device:
-        pipe = Pipeline(load_bundle(bundle_of(a)), device)
+        pipe = Pipeline(load_bundle(bundle_of(a)), device, a.precision)
         if a.manifest:
             path = extract_features(pipe, a.manifest, a.out, log=err, start=a.start)
             report = json.loads(path.read_text())

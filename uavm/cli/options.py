@@ -35,6 +35,9 @@ def field_values(args, cls, names) -> dict:
 
 
 DEVICE = dict(default="auto", choices=["auto", "cpu", "cuda"], help="where the networks run (default: a GPU if any)")
+PRECISION = dict(default="auto", choices=["auto", "fp32", "bf16"],
+                 help="backbone arithmetic (auto: bf16 autocast and channels-last on a GPU and on a CPU with native "
+                      "bf16 units, AMX or AVX512-BF16; fp32 elsewhere; fp32 reproduces released features exactly)")
 
 
 def add_bundle_options(parser: argparse.ArgumentParser) -> None:

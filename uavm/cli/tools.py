@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .options import DEVICE
+from .options import DEVICE, PRECISION
 
 
 def add(sub) -> None:
@@ -19,8 +19,12 @@ def add(sub) -> None:
                    "often its peaks fall inside the events of generated clips (docs/explain.md)")
     s.add_argument("--seed", type=int, default=0, help="with --explain: the generated clips' seed")
     s.add_argument("--repeat", type=int, default=5)
-    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
+    s.add_argument("--agreement", type=int, metavar="CLIPS", help="instead: compare --precision's answers with "
+                   "fp32's on the example clips and CLIPS generated ones (top-1 agreement, largest logit difference)")
+    s.add_argument("--page", action="store_true", help="instead: what a user waits for in the browser (launches the "
+                   "app and Debian's chromium through Playwright; toggles = 4 x --repeat)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=bench)
 
@@ -41,6 +45,19 @@ def bench(a) -> int:
 
     if a.explain:
         return bench_explain(a)
+    if a.agreement is not None:
+        from ..tools.bench import agreement
+
+        r = agreement(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.precision,
+                      a.agreement, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps(r) if a.json else json.dumps(r, indent=1))
+        return 0
+    if a.page:
+        from ..tools.pagebench import run as page
+
+        r = page(toggles=a.repeat * 4, device=a.device, log=lambda m: print(m, file=sys.stderr))
+        print(json.dumps(r) if a.json else json.dumps(r, indent=1))
+        return 0
     r = run(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.clips, a.repeat,
             a.precision, a.batch)
     if a.json:
