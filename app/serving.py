@@ -223,3 +223,40 @@ def loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class InOrder:
+    """One session's requests of one kind answered in the order they came: a page's events
+    run concurrently, and an answer to an older setting must never land after a newer one.
+    A request overtaken by a newer one of its session is told so, and may skip its work."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next: dict = {}  # session -> the next ticket to give
+        self._serving: dict = {}  # session -> the ticket whose turn it is
+
+    def turn(self, session):
+        """A context manager; inside it, ``superseded()`` says whether a newer request is waiting."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ticket():
+            if session is None:
+                yield lambda: False
+                return
+            with self._cond:
+                mine = self._next.get(session, 0)
+                self._next[session] = mine + 1
+                while self._serving.get(session, 0) != mine:
+                    self._cond.wait()
+            try:
+                yield lambda: self._next.get(session, 0) > mine + 1
+            finally:
+                with self._cond:
+                    if self._next.get(session) == mine + 1:  # nobody waiting: forget the session
+                        self._next.pop(session, None)
+                        self._serving.pop(session, None)
+                    else:
+                        self._serving[session] = mine + 1
+                    self._cond.notify_all()
+        return ticket()

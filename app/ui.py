@@ -21,7 +21,7 @@ from uavm.errors import InputError, UAVMError, flag, number, one_line
 from uavm.inference import check_top_k, check_window
 from uavm.settings import settings
 
-from .serving import ApiSessions, Models, Uploads, guarded, public_message
+from .serving import ApiSessions, InOrder, Models, Uploads, guarded, public_message
 
 # Enter in a number box (the start slider's, the spans') commits it, as leaving the box does
 # A click on a window of the timeline strip (a plotly band whose customdata starts with the
@@ -121,6 +121,11 @@ def _top1(pred, which) -> str:
 
 
 TITLES = (("audio", "Audio only"), ("video", "Video only"), ("fused", "Fused"))
+
+
+def layer_slider(cfg, **kw) -> gr.Slider:
+    return gr.Slider(minimum=1, maximum=max(cfg.n_layers, 2), value=cfg.n_layers, step=1, visible=cfg.n_layers > 1,
+                     label=f"Layer ({figures.layer_label(cfg)})", **kw)
 STRIDE = 5.0  # seconds between the timeline's windows
 
 
@@ -128,6 +133,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
     models = Models(bundles, device, decode_slots=settings().decode_slots)
     uploads = Uploads()
     sessions = ApiSessions()
+    in_order = InOrder()
     names = list(bundles)
     if not names:
         raise SystemExit("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
@@ -178,16 +184,26 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
     def cleared():
         return (*(gr.Label(value=None, label=t) for _, t in TITLES), None, None, None, gr.skip())
 
+    def explore(*args, request: gr.Request = None, progress=gr.Progress()):
+        """The answers and the attention, one request of a session at a time and in order; a
+        request overtaken by a newer one skips its work (the newer answer follows)."""
+        with in_order.turn(("explore", getattr(request, "session_hash", None))) as superseded:
+            if superseded():
+                return tuple(gr.skip() for _ in range(8))
+            return explore_now(*args, request=request, progress=progress)
+
     @page_handler(cleared)
-    def explore(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
-                layer, request: gr.Request = None, progress=gr.Progress()):
+    def explore_now(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
+                    layer, full_open=False, diff_open=False, request: gr.Request = None, progress=None):
+        """The answers and the attention; the closed accordions' figures are not made nor sent
+        (they are when opened), and the layer slider changes only with the model."""
         t0 = time.perf_counter()
         sessions.page(request)
         if not media:
             return (*cleared(), "Upload or record a clip, or pick an example.")
         args = settings_of(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b,
                            model, k)
-        an, ex = analyze(*args, progress=lambda f, msg: progress(f, desc=msg))
+        an, ex = analyze(*args, progress=lambda f, msg: progress(f, desc=msg) if progress else None)
         pred, k = an.prediction, args[-1]
         if pred is None:  # nothing left, or the cross-modal model without a modality: the library's words
             return (*cleared(), f"⚠️ {an.error}")
@@ -199,19 +215,17 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
             if val is None and why is None and m != "fused":
                 why = "this model has no single-modality prediction"
             outs.append(gr.Label(value=val, label=f"{title}" + (f" — {why}" if why else "")))
-        n_layers = cfg.n_layers
-        layer = min(max(int(layer or n_layers), 1), n_layers)
-        figs = (figures.temporal(an, layer, ex.pipe.pre, cfg), figures.full_maps(an, layer, cfg),
-                figures.av_difference(an, cfg))
-        slider = gr.Slider(minimum=1, maximum=max(n_layers, 2), value=layer, visible=n_layers > 1,
-                           label=f"Layer ({figures.layer_label(cfg)})")
+        layer = min(max(int(layer or cfg.n_layers), 1), cfg.n_layers)
+        figs = (figures.temporal(an, layer, ex.pipe.pre, cfg),
+                figures.full_maps(an, layer, cfg) if full_open else gr.skip(),
+                figures.av_difference(an, cfg) if diff_open else gr.skip())
         server_ms = (time.perf_counter() - t0) * 1000
         status = (f"**{model}** on `{ex.pipe.device}` · window {an.start:g}–{an.start + an.seconds:g} s · "
                   f"server time {server_ms:.0f} ms "
                   f"(features and model {an.timings_ms.get('total', 0):.0f} ms, figures "
                   f"{server_ms - an.timings_ms.get('total', 0):.0f} ms)"
                   + (f" · reused: {', '.join(an.reused)}" if an.reused else " · decoded and extracted"))
-        return (*outs, *figs, slider, status)
+        return (*outs, *figs, gr.skip(), status)
 
     def explain_summary(e) -> str:
         d, c = e.to_dict(), e.contribution
@@ -261,12 +275,29 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
     def explain_if_open(is_open, *args):
         return explain_panel(*args) if is_open else (gr.skip(), gr.skip())
 
-    def targets_of(model):
+    def model_switched(model):
+        """A model's own targets for the explanation and its own layers on the slider."""
         try:
-            labels = [lab.name for lab in models.get(model).pipe.bundle.labels]
+            bundle = models.get(model).pipe.bundle
         except UAVMError:
-            labels = []
-        return gr.Dropdown(choices=["fused", "audio", "video"] + labels, value="fused")
+            return gr.skip(), gr.skip()
+        cfg = bundle.model.cfg
+        return (gr.Dropdown(choices=["fused", "audio", "video"] + [lab.name for lab in bundle.labels], value="fused"),
+                layer_slider(cfg))
+
+    def one_figure(which):
+        """The figure of an accordion, made when it is opened."""
+        def make(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
+                 layer):
+            try:
+                an, ex = analyze(*settings_of(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on,
+                                              blank_a, blank_b, model, k))
+            except UAVMError:
+                return None
+            cfg = ex.pipe.bundle.model.cfg
+            layer = min(max(int(layer or cfg.n_layers), 1), cfg.n_layers)
+            return figures.full_maps(an, layer, cfg) if which == "full" else figures.av_difference(an, cfg)
+        return make
 
     @page_handler(lambda: (None,))
     def compare(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k):
@@ -475,12 +506,13 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                     lab_f = gr.Label(label="Fused", elem_id="label-fused")
                 with gr.Tabs():
                     with gr.Tab("Attention", elem_id="tab-attention") as attention_tab:
-                        layer = gr.Slider(1, 6, value=6, step=1, label="Layer", elem_id="layer")
+                        layer = layer_slider(first_bundle.model.cfg, elem_id="layer")
                         temporal = gr.Plot(label="Attention each time step receives, per head",
                                            elem_id="plot-temporal")
-                        with gr.Accordion("Full T x T attention maps of this layer", open=False):
+                        with gr.Accordion("Full T x T attention maps of this layer", open=False) as full_acc:
                             full = gr.Plot(elem_id="plot-full")
-                        with gr.Accordion("Audio vs video attention difference per layer (paper Fig. 5)", open=False):
+                        with gr.Accordion("Audio vs video attention difference per layer (paper Fig. 5)",
+                                          open=False) as diff_acc:
                             diff = gr.Plot(elem_id="plot-diff")
                     with gr.Tab("Explain", elem_id="tab-explain") as explain_tab:
                         gr.Markdown("What mattered, when, in which modality: how much the score drops when a span "
@@ -513,6 +545,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         controls = [media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model,
                     top_k]
         explain_open = gr.State(False)
+        full_open, diff_open = gr.State(False), gr.State(False)
         explain_outputs = [explain_text, explain_plot]
         outputs = [lab_a, lab_v, lab_f, temporal, full, diff, layer, status]
 
@@ -521,7 +554,8 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
 
         def analysis(event, **kw):
             """explore(), then the explanation when its tab is open: every change of clip or settings."""
-            return event(explore, controls + [layer], outputs, api_visibility="private", **kw).then(
+            return event(explore, controls + [layer, full_open, diff_open], outputs, api_visibility="private",
+                         **kw).then(
                 explain_if_open, [explain_open] + controls + [target], explain_outputs, api_visibility="private")
 
         for src in (video_in, audio_in):
@@ -529,15 +563,19 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                 duration_changed, media, start, api_visibility="private").then).then(
                 timeline_strip, [media, model], [strip, strip_plot, strip_note], api_visibility="private")
         analysis(pick.change(pick_window, pick, start, api_visibility="private").then)
-        for c in (audio_on, video_on, mute_on, blank_on, top_k, layer):
+        for c in (audio_on, video_on, mute_on, blank_on, top_k):
             analysis(c.change, trigger_mode="always_last")
-        analysis(model.change(targets_of, model, target, api_visibility="private").then).then(
+        analysis(layer.release, trigger_mode="always_last")  # the user's move, not the model's switch
+        for acc, box, out, which in ((full_acc, full_open, full, "full"), (diff_acc, diff_open, diff, "diff")):
+            acc.expand(lambda: True, None, box, api_visibility="private").then(
+                one_figure(which), controls + [layer], out, api_visibility="private")
+            acc.collapse(lambda: False, None, box, api_visibility="private")
+        analysis(model.change(model_switched, model, [target, layer], api_visibility="private").then).then(
             model_changed, model, notice, api_visibility="private").then(
             timeline_strip, [media, model], [strip, strip_plot, strip_note], api_visibility="private")
         analysis(start.release, trigger_mode="always_last")
-        for c in (mute_a, mute_b, blank_a, blank_b):
-            for ev in (c.submit, c.blur):
-                analysis(ev, trigger_mode="always_last")
+        for c in (mute_a, mute_b, blank_a, blank_b):  # Enter blurs the box too (the page's keydown handler)
+            analysis(c.blur, trigger_mode="always_last")
         play.click(heard_and_seen, controls, [player, status], api_visibility="private")
         # the explanation: on request, and kept up to date while its tab is open
         explain_btn.click(explain_panel, controls + [target], explain_outputs, api_visibility="private")

@@ -106,3 +106,22 @@ def test_average_precision_and_accuracy_on_hand_computed_cases():
     assert average_precision(s, np.array([0, 0, 0, 1])) == pytest.approx(0.25)
     m = metrics(np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), np.array([[1, 0], [0, 1], [0, 1]], np.float32))
     assert m["acc"] == pytest.approx(2 / 3)
+
+
+def test_loader_workers_feeding_from_files_train_exactly_as_in_memory(featset):
+    """A set too large for memory is read by loader processes ahead of the steps: the same
+    draws, the same data, the same weights as the in-memory path."""
+    labels = LABELS
+    runs = {}
+    for name, data, workers in (("memory", FeatureSet(featset, labels), None),
+                                ("files, 2 workers", FeatureSet(featset, labels, in_memory=False), 2),
+                                ("files, main thread", FeatureSet(featset, labels, in_memory=False), 0)):
+        m = small_model()
+        h = Trainer(m, data, RECIPE, log=lambda s: None, workers=workers).fit()
+        runs[name] = ([e["loss"] for e in h.epochs], m.state_dict())
+    assert not FeatureSet(featset, labels, in_memory=False).in_memory
+    ref_loss, ref_sd = runs["memory"]
+    for name, (loss, sd) in runs.items():
+        assert loss == ref_loss, name
+        for k in ref_sd:
+            assert torch.equal(sd[k], ref_sd[k]), f"{name}: {k}"

@@ -1,4 +1,5 @@
-"""The app's door for uploads and its disk cap, without a server."""
+"""The app's serving helpers without a server: the door for uploads, the disk cap, and one
+session's requests answered in order."""
 import os
 import time
 
@@ -44,3 +45,35 @@ def test_the_upload_folder_is_trimmed_oldest_first_to_its_size_cap(tmp_path):
     freed = Uploads(str(tmp_path)).trim(2500)
     assert freed == 4000
     assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["new", "u4"]
+
+
+def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
+    import threading
+
+    from uavm.app.serving import InOrder
+
+    order, overtaken, gate = [], {}, threading.Event()
+    q = InOrder()
+
+    def request(i, hold=False):
+        with q.turn("s1") as superseded:
+            if hold:
+                gate.wait(10)  # the first request is slow: the others queue behind it
+            overtaken[i] = superseded()
+            order.append(i)
+
+    threads = [threading.Thread(target=request, args=(0, True))]
+    threads[0].start()
+    time.sleep(0.2)
+    for i in (1, 2, 3):
+        threads.append(threading.Thread(target=request, args=(i,)))
+        threads[-1].start()
+        time.sleep(0.1)
+    with q.turn("s2") as superseded:  # another session is not held up
+        assert not superseded()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3]
+    assert overtaken == {0: True, 1: True, 2: True, 3: False}  # only the newest does the work
+    assert q._next == {} and q._serving == {}  # nothing kept once a session is idle

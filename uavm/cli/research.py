@@ -32,6 +32,8 @@ def add(sub) -> None:
     s.add_argument("--dataset", choices=["vggsound", "audioset", "other"])
     add_fields(s, ModelConfig, ARCH)
     add_fields(s, Recipe, RECIPE + ("audio_weight", "balanced", "seed"), defaults={"loss": None})
+    s.add_argument("--workers", type=int, metavar="N", help="processes reading feature files ahead of the steps "
+                   "(default: none for a set held in memory, up to 4 otherwise)")
     s.add_argument("--restart", action="store_true",
                    help="ignore an existing checkpoint (not with torchrun --max-restarts: each restart would start over)")
     s.add_argument("--device", **DEVICE)
@@ -134,7 +136,8 @@ def train(a) -> int:
     out.mkdir(parents=True, exist_ok=True)
     # under torchrun: DDP over the ranks, each with its slice of every global batch (uavm.train)
     with distributed.joined(pick_device(a.device)) as device:
-        trainer = Trainer(UAVM(mcfg), train_set, recipe, val, out=out, device=device, progress=sys.stderr.isatty())
+        trainer = Trainer(UAVM(mcfg), train_set, recipe, val, out=out, device=device, progress=sys.stderr.isatty(),
+                          workers=a.workers)
         # every rank resumes from the same checkpoint (rank 0 writes it; a torchrun restart reruns this)
         if (out / "checkpoint.pt").exists() and not a.restart:
             trainer.resume(out / "checkpoint.pt")

@@ -89,6 +89,10 @@ class FeatureSet:
     def __len__(self):
         return len(self.entries)
 
+    @property
+    def in_memory(self) -> bool:
+        return bool(self._cache)
+
     def _load(self, i: int, m: str) -> torch.Tensor:
         f = resolve(self.root, self.entries[i]["afeat" if m == "audio" else "vfeat"])
         try:

@@ -14,6 +14,7 @@ computes its slice of it; rank 0 alone evaluates, logs and writes checkpoints.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,9 +82,52 @@ def sample_weights(y: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+@dataclass
+class Draws:
+    """One step's random draws, for this rank's slice of the global batch."""
+
+    mods: tuple  # the modalities the step trains ("audio",), ("video",) or both (cross-modal)
+    idx: np.ndarray
+    mix: np.ndarray  # which samples are mixed with a partner
+    partner: np.ndarray
+    lam: np.ndarray  # their mixup weights
+    shift: np.ndarray  # the time roll of each sample
+    share: float
+
+
+def batch_inputs(train: FeatureSet, label_smoothing: float, d: Draws):
+    """A step's data: -> (inputs per modality, soft targets, share). Pure given the draws, so
+    loader workers can make it ahead of the step."""
+    y = train.y[d.idx]
+    t = np.where(d.mix[:, None], smooth_targets(y, label_smoothing, train.y[d.partner], d.lam),
+                 smooth_targets(y, label_smoothing))
+    xs = {}
+    for m in d.mods:
+        x = train.get(d.idx, m)
+        if d.mix.any():
+            l = torch.as_tensor(d.lam)[:, None, None]
+            x = torch.where(torch.as_tensor(d.mix)[:, None, None], l * x + (1 - l) * train.get(d.partner, m), x)
+        xs[m] = torch.stack([torch.roll(x[i], int(d.shift[i]), 0) for i in range(len(d.idx))])
+    return xs, torch.as_tensor(t), d.share
+
+
+class Steps(torch.utils.data.Dataset):
+    """The epoch's steps, each already drawn, for a DataLoader: item s is step s's data."""
+
+    def __init__(self, train: FeatureSet, label_smoothing: float, draws: list):
+        self.train, self.label_smoothing, self.draws = train, label_smoothing, draws
+
+    def __len__(self):
+        return len(self.draws)
+
+    def __getitem__(self, s):
+        return batch_inputs(self.train, self.label_smoothing, self.draws[s])
+
+
 class Trainer:
     def __init__(self, model: UAVM, train: FeatureSet, recipe: Recipe, val: Optional[FeatureSet] = None,
-                 out: Optional[Path] = None, device="cpu", progress: bool = False, log=print):
+                 out: Optional[Path] = None, device="cpu", progress: bool = False, log=print,
+                 workers: Optional[int] = None):
         self.model, self.train, self.val, self.r = model.to(device), train, val, recipe
         self.out, self.device, self.progress, self.log = Path(out) if out else None, device, progress, log
         self.opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, betas=tuple(recipe.betas),
@@ -92,12 +136,13 @@ class Trainer:
         self.epoch, self.history = 0, History()
         self.p = sample_weights(train.y) if recipe.balanced else None
         self.net = None  # what the steps run while fit runs: the model, in DDP under torchrun
+        self.workers = workers  # loader processes (None: 0 for a set in memory, else up to 4)
 
     # -- one step of Algorithm 1 -----------------------------------------------------------
-    def _batch(self, idx: np.ndarray):
+    def _draw(self, idx: np.ndarray) -> Draws:
         """The step's draws for the whole global batch ``idx`` (the same on every rank, and the
-        same as one process draws), then this rank's slice of it; -> (inputs, targets, share),
-        share = the slice's size relative to an equal split (see ``_epoch``)."""
+        same as one process draws), then this rank's slice of them; share = the slice's size
+        relative to an equal split (see ``_epoch``)."""
         r, rng, n = self.r, self.rng, len(self.train)
         if self.model.cfg.kind == "cross_modal":
             mods = ("audio", "video")
@@ -109,18 +154,11 @@ class Trainer:
         shift = rng.integers(-r.time_shift, r.time_shift, len(idx)) if r.time_shift else np.zeros(len(idx), int)
         mine = np.array_split(np.arange(len(idx)), distributed.world())[distributed.rank()]
         share = len(mine) * distributed.world() / len(idx)
-        idx, mix, partner, lam, shift = idx[mine], mix[mine], partner[mine], lam[mine], shift[mine]
-        y = self.train.y[idx]
-        t = np.where(mix[:, None], smooth_targets(y, r.label_smoothing, self.train.y[partner], lam),
-                     smooth_targets(y, r.label_smoothing))
-        xs = {}
-        for m in mods:
-            x = self.train.get(idx, m)
-            if mix.any():
-                l = torch.as_tensor(lam)[:, None, None]
-                x = torch.where(torch.as_tensor(mix)[:, None, None], l * x + (1 - l) * self.train.get(partner, m), x)
-            xs[m] = torch.stack([torch.roll(x[i], int(shift[i]), 0) for i in range(len(idx))])
-        return xs, torch.as_tensor(t), share
+        return Draws(mods, idx[mine], mix[mine], partner[mine], lam[mine], shift[mine], share)
+
+    def _batch(self, idx: np.ndarray):
+        """-> (inputs, targets, share) of one step: its draws, then its data."""
+        return batch_inputs(self.train, self.r.label_smoothing, self._draw(idx))
 
     def _loss(self, logits, t):
         if self.r.loss == "bce":
@@ -160,10 +198,12 @@ class Trainer:
             g["lr"] = lr
         self.model.train()
         order = self.rng.choice(n, n, replace=True, p=self.p) if self.p is not None else self.rng.permutation(n)
+        # every step's draws first (the generator is used in the same order as step by step,
+        # so runs and resumes repeat exactly); the data then comes from loader workers, ahead
+        draws = [self._draw(order[s * r.batch_size:(s + 1) * r.batch_size]) for s in range(steps)]
         bar = progress(steps, f"epoch {self.epoch}/{r.epochs}", self.progress and distributed.is_main(), " steps")
         losses, t0 = [], time.time()
-        for s in range(steps):
-            xs, t, share = self._batch(order[s * r.batch_size:(s + 1) * r.batch_size])
+        for s, (xs, t, share) in enumerate(self._batches(draws)):
             out = self.net(**{m: x.to(self.device) for m, x in xs.items()})
             # DDP averages the ranks' gradients: weighting each slice's mean loss by its share
             # makes that average the gradient of the global batch's mean loss (share = 1 when
@@ -176,6 +216,18 @@ class Trainer:
             bar(s + 1, f"loss {np.mean(losses):.4f}")
         loss = distributed.mean(float(np.mean(losses)), self.device)  # the global batches' mean
         return {"epoch": self.epoch, "lr": lr, "loss": loss, "seconds": round(time.time() - t0, 2)}
+
+    def _batches(self, draws: list):
+        """The steps' (inputs, targets, share): made here when the set is in memory, else read
+        from its files by ``workers`` processes ahead of the steps (pinned memory on a GPU)."""
+        workers = self.workers
+        if workers is None:
+            workers = 0 if self.train.in_memory else min(4, os.cpu_count() or 1)
+        if workers == 0:
+            return (batch_inputs(self.train, self.r.label_smoothing, d) for d in draws)
+        return torch.utils.data.DataLoader(Steps(self.train, self.r.label_smoothing, draws), batch_size=None,
+                                           shuffle=False, num_workers=workers, prefetch_factor=4,
+                                           pin_memory=torch.device(self.device).type == "cuda")
 
     # -- checkpoints ---------------------------------------------------------------------
     def state(self) -> dict:
