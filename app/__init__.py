@@ -87,4 +87,5 @@ def main(argv=None) -> None:
     # the heavy work is bounded inside by the decode slots and the model lock
     demo.queue(default_concurrency_limit=16, max_size=256).launch(
         server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb", show_error=True,
-        allowed_paths=[str(Path(p).parent) for p in example_clips()[:1]], **demo.uavm_launch)
+        **{**demo.uavm_launch, "allowed_paths": [str(Path(p).parent) for p in example_clips()[:1]]
+           + demo.uavm_launch.get("allowed_paths", [])})

@@ -47,6 +47,29 @@ JS = """() => {
   };
   new MutationObserver(hook).observe(document.body, {childList: true, subtree: true});
 }"""
+# The attention figure arrives as plotly JSON and is drawn with Plotly.react into the same
+# div: a toggle changes the heatmap's numbers and rows, and react updates only those.
+DRAW_TEMPORAL = """(json) => {
+  const div = document.getElementById('temporal-plot');
+  if (!div || !window.Plotly) return [];
+  if (!json) { window.Plotly.purge(div); div.innerHTML = ''; return []; }
+  const fig = JSON.parse(json);
+  window.Plotly.react(div, fig.data, fig.layout, {responsive: true, displaylogo: false});
+  return [];
+}"""
+
+
+def plotly_head() -> tuple:
+    """(the <script> that loads plotly.js from the plotly package, the folder to allow):
+    served by this server, never fetched from the internet."""
+    import os
+
+    import plotly
+
+    folder = os.path.join(os.path.dirname(plotly.__file__), "package_data")
+    return f'<script src="/gradio_api/file={folder}/plotly.min.js"></script>', folder
+
+
 # a new clip: the results come into view (on a phone they sit below the inputs)
 SHOW_RESULTS = """(v) => {
   const el = document.querySelector('#status');
@@ -60,7 +83,8 @@ CSS = """
 .span-row { flex-wrap: nowrap !important; align-items: end; gap: 6px !important; }
 .span-row > * { min-width: 0 !important; }
 #notice { font-size: 0.92em; opacity: 0.9; }
-#timeline-pick { display: none !important; }
+#timeline-pick, .uavm-data { display: none !important; }
+#temporal-plot { min-height: 60px; }
 @media (max-width: 700px) {
   #video-in video, #video-in .upload-container { max-height: 200px; }
   .example-captions { display: none; }
@@ -182,15 +206,20 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         return wrap
 
     def cleared():
-        return (*(gr.Label(value=None, label=t) for _, t in TITLES), None, None, None, gr.skip())
+        return (*(gr.Label(value=None, label=t) for _, t in TITLES), "", None, None, gr.skip())
 
     def explore(*args, request: gr.Request = None, progress=gr.Progress()):
-        """The answers and the attention, one request of a session at a time and in order; a
-        request overtaken by a newer one skips its work (the newer answer follows)."""
+        """The answers and the attention (and the explanation while its tab is open), one request
+        of a session at a time and in order; a request overtaken by a newer one skips its work
+        (the newer answer follows). One round trip: a switch's answer is drawn at once."""
+        *args, explain_is_open, target_value = args
         with in_order.turn(("explore", getattr(request, "session_hash", None))) as superseded:
             if superseded():
-                return tuple(gr.skip() for _ in range(8))
-            return explore_now(*args, request=request, progress=progress)
+                return tuple(gr.skip() for _ in range(10))
+            out = explore_now(*args, request=request, progress=progress)
+            more = (explain_panel(*args[:12], target_value, progress=progress) if explain_is_open
+                    else (gr.skip(), gr.skip()))
+            return (*out, *more)
 
     @page_handler(cleared)
     def explore_now(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
@@ -216,7 +245,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                 why = "this model has no single-modality prediction"
             outs.append(gr.Label(value=val, label=f"{title}" + (f" — {why}" if why else "")))
         layer = min(max(int(layer or cfg.n_layers), 1), cfg.n_layers)
-        figs = (figures.temporal(an, layer, ex.pipe.pre, cfg),
+        figs = (figures.temporal(an, layer, ex.pipe.pre, cfg).to_json(),
                 figures.full_maps(an, layer, cfg) if full_open else gr.skip(),
                 figures.av_difference(an, cfg) if diff_open else gr.skip())
         server_ms = (time.perf_counter() - t0) * 1000
@@ -271,9 +300,6 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
             logging.getLogger("uavm.app").exception("internal error in explain")
             return "⚠️ internal error (a bug): the server's log has the details", None
         return explain_summary(e), figures.explanation(e)
-
-    def explain_if_open(is_open, *args):
-        return explain_panel(*args) if is_open else (gr.skip(), gr.skip())
 
     def model_switched(model):
         """A model's own targets for the explanation and its own layers on the slider."""
@@ -507,8 +533,11 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                 with gr.Tabs():
                     with gr.Tab("Attention", elem_id="tab-attention") as attention_tab:
                         layer = layer_slider(first_bundle.model.cfg, elem_id="layer")
-                        temporal = gr.Plot(label="Attention each time step receives, per head",
-                                           elem_id="plot-temporal")
+                        # drawn in place by the page (Plotly.react): a toggle updates the heatmap, it does
+                        # not rebuild the plot
+                        gr.HTML('<div id="temporal-plot"></div>', elem_id="plot-temporal")
+                        temporal = gr.Textbox(elem_id="temporal-json", elem_classes=["uavm-data"],
+                                              show_label=False, container=False)
                         with gr.Accordion("Full T x T attention maps of this layer", open=False) as full_acc:
                             full = gr.Plot(elem_id="plot-full")
                         with gr.Accordion("Audio vs video attention difference per layer (paper Fig. 5)",
@@ -553,19 +582,19 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
             return path
 
         def analysis(event, **kw):
-            """explore(), then the explanation when its tab is open: every change of clip or settings."""
-            return event(explore, controls + [layer, full_open, diff_open], outputs, api_visibility="private",
-                         **kw).then(
-                explain_if_open, [explain_open] + controls + [target], explain_outputs, api_visibility="private")
+            """explore() (and the explanation when its tab is open): every change of clip or settings."""
+            return event(explore, controls + [layer, full_open, diff_open, explain_open, target],
+                         outputs + explain_outputs, api_visibility="private", **kw)
 
         for src in (video_in, audio_in):
             analysis(src.change(set_media, src, media, api_visibility="private", js=SHOW_RESULTS).then(
                 duration_changed, media, start, api_visibility="private").then).then(
                 timeline_strip, [media, model], [strip, strip_plot, strip_note], api_visibility="private")
         analysis(pick.change(pick_window, pick, start, api_visibility="private").then)
+        # switches answer in tens of milliseconds: no loading overlay over every output
         for c in (audio_on, video_on, mute_on, blank_on, top_k):
-            analysis(c.change, trigger_mode="always_last")
-        analysis(layer.release, trigger_mode="always_last")  # the user's move, not the model's switch
+            analysis(c.change, trigger_mode="always_last", show_progress="hidden")
+        analysis(layer.release, trigger_mode="always_last", show_progress="hidden")  # the user's move only
         for acc, box, out, which in ((full_acc, full_open, full, "full"), (diff_acc, diff_open, diff, "diff")):
             acc.expand(lambda: True, None, box, api_visibility="private").then(
                 one_figure(which), controls + [layer], out, api_visibility="private")
@@ -576,6 +605,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         analysis(start.release, trigger_mode="always_last")
         for c in (mute_a, mute_b, blank_a, blank_b):  # Enter blurs the box too (the page's keydown handler)
             analysis(c.blur, trigger_mode="always_last")
+        temporal.change(None, temporal, None, js=DRAW_TEMPORAL)  # drawn as soon as it arrives
         play.click(heard_and_seen, controls, [player, status], api_visibility="private")
         # the explanation: on request, and kept up to date while its tab is open
         explain_btn.click(explain_panel, controls + [target], explain_outputs, api_visibility="private")
@@ -590,7 +620,8 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         gr.api(predict_json, api_name="predict")
         gr.api(timeline_json, api_name="timeline")
     demo.uavm_sessions = sessions
-    demo.uavm_launch = dict(css=CSS, js=JS)
+    head, folder = plotly_head()
+    demo.uavm_launch = dict(css=CSS, js=JS, head=head, allowed_paths=[folder])
     return demo
 
 

@@ -30,15 +30,16 @@ def test_the_layer_slider_names_the_parts_of_each_kind():
 def test_audio_and_video_rows_share_one_colour_scale_with_a_bar(analyses):
     an, pipe = analyses["unified"]
     fig = figures.temporal(an, 3, pipe.pre, pipe.bundle.model.cfg)
-    heat = [t for t in fig.data if t.type == "heatmap" and t.coloraxis == "coloraxis"]
-    assert len(heat) == 2  # the audio and the video pass
-    top = max(float(np.max(t.z)) for t in heat)
+    (heat,) = [t for t in fig.data if t.type == "heatmap"]  # both passes' rows in one map, one scale
+    assert heat.coloraxis == "coloraxis"
+    assert [y for y in heat.y if y.strip()] == [f"{m} · head {h}" for m in ("audio", "video") for h in range(1, 5)]
+    top = max(v for row in heat.z for v in row if v is not None)
     assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == pytest.approx(top)
     assert fig.layout.coloraxis.colorbar.title.text == "attention received"
-    assert any("(shared)" in a.text for a in fig.layout.annotations)
-    assert fig.layout[f"xaxis{len(fig.layout.annotations)}"].title.text == "seconds of the clip"
-    for t in heat:  # step centres, in seconds of the clip
-        assert t.x[0] == pytest.approx(10 / 30 / 2, abs=1e-3) and t.x[-1] == pytest.approx(10 - 10 / 30 / 2, abs=1e-3)
+    assert any("audio pass · layer 3/3 (shared)" in a.text for a in fig.layout.annotations)
+    assert fig.layout.xaxis.title.text == "seconds of the clip"
+    # step centres, in seconds of the clip
+    assert heat.x[0] == pytest.approx(10 / 30 / 2, abs=1e-3) and heat.x[-1] == pytest.approx(10 - 10 / 30 / 2, abs=1e-3)
 
 
 def test_frames_stand_at_their_own_times_with_their_aspect_ratio(analyses):

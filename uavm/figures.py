@@ -155,58 +155,61 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
     if not rows:
         return _empty("no attention at this layer")
     heights = {"attn": 1.0, "spec": 0.8, "frames": 0.55}
-    # built as plotly's JSON and wrapped unvalidated: ten times faster than make_subplots and
-    # its per-property checks, which is most of a toggle's server time
+    # Built as plotly's JSON and wrapped unvalidated (ten times faster than make_subplots and
+    # its checks), on ONE pair of axes: the attention rows are categories of one y axis, the
+    # spectrogram and the frames pictures placed on the same time axis below them. A browser
+    # redraws one subplot several times faster than a stack of them, and a toggle redraws it.
     domains = _stacked([heights[k] for k, _, _ in rows], gap=0.07)
-    secs, top, n = an.seconds, 0.0, len(rows)
-    data, images = [], []
-    layout = {"height": 130 + 130 * n, "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "showlegend": False,
-              "annotations": [], "images": images}
-    for r, (kind, title, z) in enumerate(rows, start=1):
-        ax = "" if r == 1 else str(r)
-        lo, hi = domains[r - 1]
-        layout[f"xaxis{ax}"] = {"anchor": f"y{ax}", "domain": [0, 1], "range": [an.start, an.start + secs],
-                                **({"matches": "x"} if r > 1 else {}), "showticklabels": r == n,
-                                **({"title": {"text": "seconds of the clip"}} if r == n else {})}
-        layout[f"yaxis{ax}"] = {"anchor": f"x{ax}", "domain": [lo, hi]}
-        layout["annotations"].append({"text": title, "x": 0.5, "y": hi, "xref": "paper", "yref": "paper",
-                                      "xanchor": "center", "yanchor": "bottom", "showarrow": False,
-                                      "font": {"size": 12}})
+    secs, top = an.seconds, 0.0
+    attn = [r for r in rows if r[0] == "attn"]
+    lo = domains[len(attn) - 1][0] if attn else 1.0
+    data, images, notes = [], [], []
+    layout = {"height": 130 + 130 * len(rows), "margin": {"l": 90, "r": 20, "t": 40, "b": 40}, "showlegend": False,
+              "images": images, "annotations": notes,
+              "xaxis": {"range": [an.start, an.start + secs], "anchor": "free", "position": 0, "domain": [0, 1],
+                        "title": {"text": "seconds of the clip"}},
+              "yaxis": {"domain": [lo, 1.0], "type": "category", "autorange": "reversed"}}
+    # every pass's rows in ONE heatmap (plotly.js cannot put two heatmaps with their own
+    # categories on one axis), an empty row between two passes
+    zs, ys = [], []
+    for r, (kind, title, z) in enumerate(rows):
+        bottom, up = domains[r]
+        if kind != "attn" or r == 0:
+            notes.append({"text": title if kind != "attn" else " / ".join(t for _, t, _ in attn), "x": 0.5, "y": up,
+                          "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom",
+                          "showarrow": False, "font": {"size": 12}})
         if kind == "attn":
-            T = z.shape[1]
             z = np.round(z, 4)  # four decimals are all a colour shows; fewer bytes to send
             top = max(top, float(z.max()))
-            data.append({"type": "heatmap", "z": z.tolist(), "xaxis": f"x{ax}", "yaxis": f"y{ax}",
-                         "x": np.round(an.start + (np.arange(T) + 0.5) * secs / T, 3).tolist(),
-                         "y": [f"head {h + 1}" for h in range(z.shape[0])], "coloraxis": "coloraxis",
-                         "hovertemplate": "t=%{x:.2f} s, %{y}: %{z:.3f}<extra></extra>"})
+            who = title.split(" · ")[0].replace(" pass", "").replace("joint pass, ", "joint ")
+            if zs:
+                zs.append([None] * z.shape[1])
+                ys.append(" " * r)
+            zs += z.tolist()
+            ys += [f"{who} · head {h + 1}" for h in range(z.shape[0])]
+            if r == len(attn) - 1:
+                T = z.shape[1]
+                data.append({"type": "heatmap", "z": zs, "y": ys, "coloraxis": "coloraxis", "hoverongaps": False,
+                             "x": np.round(an.start + (np.arange(T) + 0.5) * secs / T, 3).tolist(),
+                             "hovertemplate": "t=%{x:.2f} s, %{y}: %{z:.3f}<extra></extra>"})
             continue
-        layout[f"yaxis{ax}"].update(showticklabels=False, showgrid=False, zeroline=False, range=[0, 1])
         if kind == "spec":  # an image, not a 128 x 400 heatmap: a few KB to send instead of ~300
             span = pre.audio.target_length * pre.audio.frame_shift_ms / 1000
             url = _image(f"spectrogram {pre.audio}", an.waveform,
                          lambda: _png(colormap(spectrogram(an.waveform, pre.audio)[::-1])))
-            images.append({"source": url, "xref": f"x{ax}", "yref": f"y{ax} domain", "x": an.start, "y": 1,
-                           "sizex": span, "sizey": 1, "sizing": "stretch", "layer": "below", "xanchor": "left",
+            images.append({"source": url, "xref": "x", "yref": "paper", "x": an.start, "y": up, "sizex": span,
+                           "sizey": up - bottom, "sizing": "stretch", "layer": "below", "xanchor": "left",
                            "yanchor": "top"})
-            layout[f"yaxis{ax}"]["title"] = {"text": "mel"}
-            data.append({"type": "scatter", "x": [an.start, an.start + span], "y": [0.5, 0.5], "mode": "markers",
-                         "marker": {"size": 1, "color": "rgba(0,0,0,0)"}, "hoverinfo": "skip",
-                         "xaxis": f"x{ax}", "yaxis": f"y{ax}"})
         else:  # each shown frame at its own time, its aspect ratio kept
             fps = pre.video.fps
             for i in range(0, len(an.frames), every):
                 url = _image("frame", an.frames[i], lambda i=i: _png(thumbnail(an.frames[i], 64)))
-                images.append({"source": url, "xref": f"x{ax}", "yref": f"y{ax} domain", "x": an.start + i / fps,
-                               "y": 1, "sizex": every / fps, "sizey": 1, "sizing": "contain", "layer": "above",
+                images.append({"source": url, "xref": "x", "yref": "paper", "x": an.start + i / fps, "y": up,
+                               "sizex": every / fps, "sizey": up - bottom, "sizing": "contain", "layer": "above",
                                "xanchor": "left", "yanchor": "top"})
-            data.append({"type": "scatter", "x": (an.start + np.arange(len(an.frames)) / fps).tolist(),
-                         "y": [0.5] * len(an.frames), "mode": "markers",
-                         "marker": {"size": 4, "color": "rgba(0,0,0,0)"}, "xaxis": f"x{ax}", "yaxis": f"y{ax}",
-                         "hovertemplate": "frame at %{x:.2f} s<extra></extra>"})
     layout["coloraxis"] = {"colorscale": COLORS, "cmin": 0, "cmax": max(top, 1e-6),
                            "colorbar": {"title": {"text": "attention received", "side": "right"}, "thickness": 12,
-                                        "len": 0.6}}
+                                        "len": 0.5, "y": (lo + 1) / 2}}
     return go.Figure({"data": data, "layout": layout}, _validate=False)
 
 
