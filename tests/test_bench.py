@@ -94,3 +94,14 @@ def test_an_unknown_precision_is_named():
 
     with pytest.raises(UAVMError, match="precision must be one of auto, fp32, bf16, got 'half'"):
         _fast("cpu", "half")
+
+
+@pytest.mark.slow
+def test_compiled_backbones_give_the_eager_answers(media_dir, tiny_bundle):
+    clip = media_dir / "av.mp4"
+    eager = json_lines(run_cli("predict", clip, "--bundle", tiny_bundle, "--json", "--precision", "fp32",
+                               check=True).stdout)[0]
+    compiled = json_lines(run_cli("predict", clip, "--bundle", tiny_bundle, "--json", "--precision", "fp32",
+                                  "--compile", check=True).stdout)[0]
+    for m in ("audio", "video", "fused"):
+        assert max(abs(x - y) for x, y in zip(eager[m]["logits"], compiled[m]["logits"])) < 1e-4, m

@@ -31,6 +31,8 @@ def add(sub) -> None:
     s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, metavar="CLIPS",
                    help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
+    s.add_argument("--compile", action="store_true", help="torch.compile the backbones: a compile per input shape "
+                   "first (~30 s on a CPU), then paper-size passes ~1.4x faster (for folders, not one clip)")
     s.set_defaults(fn=predict)
 
     s = sub.add_parser("features", help="write OUT/<stem>.audio.npy and OUT/<stem>.video.npy")
@@ -89,7 +91,7 @@ def predict(a) -> int:
         return 2
     # the same checks, and the same messages, as the app's API
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
-    pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision)
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision, compile=a.compile)
     check_top_k(a.top_k, len(pipe.bundle.labels))
     clips = expand_clips(a.clips)
 

@@ -23,6 +23,7 @@ def add(sub) -> None:
     s.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
     s.add_argument("--agreement", type=int, metavar="CLIPS", help="instead: compare --precision's answers with "
                    "fp32's on the example clips and CLIPS generated ones (top-1 agreement, largest logit difference)")
+    s.add_argument("--compile", action="store_true", help="torch.compile the backbones (compile time in cold start)")
     s.add_argument("--page", action="store_true", help="instead: what a user waits for in the browser (launches the "
                    "app and Debian's chromium through Playwright; toggles = 4 x --repeat)")
     s.add_argument("--json", action="store_true")
@@ -59,7 +60,7 @@ def bench(a) -> int:
         print(json.dumps(r) if a.json else json.dumps(r, indent=1))
         return 0
     r = run(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.clips, a.repeat,
-            a.precision, a.batch)
+            a.precision, a.batch, compile=a.compile)
     if a.json:
         print(json.dumps(r))
     else:

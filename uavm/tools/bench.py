@@ -23,7 +23,7 @@ def _ms(f, repeat: int = 5) -> float:
 
 
 def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, repeat: int = 5,
-        precision: str = "auto", batch: int = 0, log=print) -> dict:
+        precision: str = "auto", batch: int = 0, log=print, compile: bool = False) -> dict:
     from ..bundle import load_bundle, random_bundle
     from ..demo.synth import demo_clip
     from ..explore import Explorer
@@ -35,12 +35,13 @@ def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, r
     t_cold = time.perf_counter()
     if size:
         bundle_dir = random_bundle(tmp / "bundle", size=size)
-    pipe = Pipeline(load_bundle(bundle_dir), device, precision)
+    pipe = Pipeline(load_bundle(bundle_dir), device, precision, compile=compile)
     clip = demo_clip(tmp / "clip.mp4", seconds=10, size=(360, 640))  # 10 s, 360p, H.264 + AAC
     pipe.predict(clip)
     batch = batch or (8 if pipe.device.type == "cuda" else 1)
     chosen, why = choose_precision(pipe.device, precision)
     r = {"bundle": pipe.bundle.name, "device": str(pipe.device), "precision": chosen, "precision_why": why,
+         "compiled": compile,
          "batch": batch,
          "clip": "10 s 640x360 H.264/AAC",
          "cold_start_ms": round((time.perf_counter() - t_cold) * 1000, 1)}
