@@ -33,7 +33,7 @@ def add(sub) -> None:
     add_fields(s, ModelConfig, ARCH)
     add_fields(s, Recipe, RECIPE + ("audio_weight", "balanced", "seed"), defaults={"loss": None})
     s.add_argument("--workers", type=int, metavar="N", help="processes reading feature files ahead of the steps "
-                   "(default: none for a set held in memory, up to 4 otherwise)")
+                   "(default: up to 4 on a GPU for a set read from disk; none on the CPU, whose cores the step needs)")
     s.add_argument("--restart", action="store_true",
                    help="ignore an existing checkpoint (not with torchrun --max-restarts: each restart would start over)")
     s.add_argument("--device", **DEVICE)

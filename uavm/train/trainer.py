@@ -136,7 +136,7 @@ class Trainer:
         self.epoch, self.history = 0, History()
         self.p = sample_weights(train.y) if recipe.balanced else None
         self.net = None  # what the steps run while fit runs: the model, in DDP under torchrun
-        self.workers = workers  # loader processes (None: 0 for a set in memory, else up to 4)
+        self.workers = workers  # loader processes (None: up to 4 on a GPU for a set on disk, else none)
 
     # -- one step of Algorithm 1 -----------------------------------------------------------
     def _draw(self, idx: np.ndarray) -> Draws:
@@ -218,11 +218,12 @@ class Trainer:
         return {"epoch": self.epoch, "lr": lr, "loss": loss, "seconds": round(time.time() - t0, 2)}
 
     def _batches(self, draws: list):
-        """The steps' (inputs, targets, share): made here when the set is in memory, else read
-        from its files by ``workers`` processes ahead of the steps (pinned memory on a GPU)."""
+        """The steps' (inputs, targets, share): made here, or read from the set's files by
+        ``workers`` processes ahead of the steps (pinned memory on a GPU)."""
         workers = self.workers
-        if workers is None:
-            workers = 0 if self.train.in_memory else min(4, os.cpu_count() or 1)
+        if workers is None:  # measured: on a CPU the step needs every core; on a GPU the files are the wait
+            on_gpu = torch.device(self.device).type == "cuda"
+            workers = min(4, os.cpu_count() or 1) if on_gpu and not self.train.in_memory else 0
         if workers == 0:
             return (batch_inputs(self.train, self.r.label_smoothing, d) for d in draws)
         return torch.utils.data.DataLoader(Steps(self.train, self.r.label_smoothing, draws), batch_size=None,
