@@ -226,17 +226,32 @@ def loopback(host: str) -> bool:
 
 
 class InOrder:
-    """One session's requests of one kind answered in the order they came: a page's events
-    run concurrently, and an answer to an older setting must never land after a newer one.
-    A request overtaken by a newer one of its session is told so, and may skip its work."""
+    """One session's requests of one kind answered in the order the page sent them: a page's
+    events travel as separate HTTP requests and run concurrently, so they can reach the
+    server out of order, and an answer to an older setting must never land after a newer
+    one. The page stamps each request (``STAMP`` in the UI); a request overtaken by a newer
+    one of its session is told so, and skips its work (the newer answer follows)."""
+
+    REMEMBER = 4096  # sessions whose last answer is remembered (a forgotten one only loses the guard)
 
     def __init__(self):
-        self._cond = threading.Condition()
-        self._next: dict = {}  # session -> the next ticket to give
-        self._serving: dict = {}  # session -> the ticket whose turn it is
+        import collections
 
-    def turn(self, session):
-        """A context manager; inside it, ``superseded()`` says whether a newer request is waiting."""
+        self._cond = threading.Condition()
+        self._sessions: collections.OrderedDict = collections.OrderedDict()
+
+    @staticmethod
+    def stamp(value):
+        """The page's stamp, checked: an integer in [1, 2**53], or None (then arrival order)."""
+        try:
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return int(v) if v.is_integer() and 1 <= v <= 2 ** 53 else None
+
+    def turn(self, session, stamp=None):
+        """A context manager; inside it, ``superseded()`` says whether a newer request of the
+        session has arrived or already been answered (then this one must not answer)."""
         import contextlib
 
         @contextlib.contextmanager
@@ -245,18 +260,33 @@ class InOrder:
                 yield lambda: False
                 return
             with self._cond:
-                mine = self._next.get(session, 0)
-                self._next[session] = mine + 1
-                while self._serving.get(session, 0) != mine:
+                s = self._sessions.pop(session, None) or {"seen": 0, "answered": 0, "busy": False, "waiting": []}
+                self._sessions[session] = s  # most recent last; the oldest idle ones are forgotten
+                while len(self._sessions) > self.REMEMBER:
+                    old = next(iter(self._sessions))
+                    if self._sessions[old]["busy"] or self._sessions[old]["waiting"]:
+                        break
+                    self._sessions.popitem(last=False)
+                mine = self.stamp(stamp) or s["seen"] + 1
+                s["seen"] = max(s["seen"], mine)
+                s["waiting"].append(mine)  # a list: a hostile page may repeat a stamp
+                while s["busy"] or mine != min(s["waiting"]):
                     self._cond.wait()
+                s["waiting"].remove(mine)
+                s["busy"] = True
+            asked = []
+
+            def superseded() -> bool:
+                with self._cond:
+                    out = mine < s["seen"] or mine <= s["answered"]
+                asked.append(out)
+                return out
             try:
-                yield lambda: self._next.get(session, 0) > mine + 1
+                yield superseded
             finally:
                 with self._cond:
-                    if self._next.get(session) == mine + 1:  # nobody waiting: forget the session
-                        self._next.pop(session, None)
-                        self._serving.pop(session, None)
-                    else:
-                        self._serving[session] = mine + 1
+                    if not (asked and asked[0]):  # it answered
+                        s["answered"] = max(s["answered"], mine)
+                    s["busy"] = False
                     self._cond.notify_all()
         return ticket()

@@ -49,6 +49,14 @@ JS = """() => {
 }"""
 # The attention figure arrives as plotly JSON and is drawn with Plotly.react into the same
 # div: a toggle changes the heatmap's numbers and rows, and react updates only those.
+# The page numbers its analysis requests as it sends them (the last input): they may reach
+# the server out of order, and the server answers only the newest (serving.InOrder).
+STAMP = """(...args) => {
+  window.uavmStamp = (window.uavmStamp || 0) + 1;
+  const inputs = args.slice(0, %d);
+  inputs[inputs.length - 1] = window.uavmStamp;
+  return inputs;
+}"""
 DRAW_TEMPORAL = """(json) => {
   const div = document.getElementById('temporal-plot');
   if (!div || !window.Plotly) return [];
@@ -212,8 +220,8 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         """The answers and the attention (and the explanation while its tab is open), one request
         of a session at a time and in order; a request overtaken by a newer one skips its work
         (the newer answer follows). One round trip: a switch's answer is drawn at once."""
-        *args, explain_is_open, target_value = args
-        with in_order.turn(("explore", getattr(request, "session_hash", None))) as superseded:
+        *args, explain_is_open, target_value, stamp = args
+        with in_order.turn(("explore", getattr(request, "session_hash", None)), stamp) as superseded:
             if superseded():
                 return tuple(gr.skip() for _ in range(10))
             out = explore_now(*args, request=request, progress=progress)
@@ -574,6 +582,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         controls = [media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model,
                     top_k]
         explain_open = gr.State(False)
+        stamp = gr.Number(elem_id="stamp", elem_classes=["uavm-data"], show_label=False, container=False)
         full_open, diff_open = gr.State(False), gr.State(False)
         explain_outputs = [explain_text, explain_plot]
         outputs = [lab_a, lab_v, lab_f, temporal, full, diff, layer, status]
@@ -583,8 +592,9 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
 
         def analysis(event, **kw):
             """explore() (and the explanation when its tab is open): every change of clip or settings."""
-            return event(explore, controls + [layer, full_open, diff_open, explain_open, target],
-                         outputs + explain_outputs, api_visibility="private", **kw)
+            inputs = controls + [layer, full_open, diff_open, explain_open, target, stamp]
+            return event(explore, inputs, outputs + explain_outputs, api_visibility="private",
+                         js=STAMP % len(inputs), **kw)
 
         for src in (video_in, audio_in):
             analysis(src.change(set_media, src, media, api_visibility="private", js=SHOW_RESULTS).then(

@@ -76,4 +76,29 @@ def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
         t.join(10)
     assert order == [0, 1, 2, 3]
     assert overtaken == {0: True, 1: True, 2: True, 3: False}  # only the newest does the work
-    assert q._next == {} and q._serving == {}  # nothing kept once a session is idle
+    # the page stamps its requests: one that reaches the server after a newer one has been
+    # answered (two HTTP requests overtaking each other) must not answer
+    with q.turn("s3", stamp=2) as superseded:
+        assert not superseded()
+    with q.turn("s3", stamp=1) as superseded:
+        assert superseded()
+    with q.turn("s3", stamp=2) as superseded:  # a repeated stamp: answered already
+        assert superseded()
+    with q.turn("s3", stamp=3) as superseded:
+        assert not superseded()
+    for junk in ("x", float("nan"), float("inf"), -4, 0, 2.5, 2 ** 60, None, [1]):
+        assert InOrder.stamp(junk) is None  # then arrival order
+    with q.turn("s3", stamp="junk") as superseded:
+        assert not superseded()  # arrival order: after the newest seen
+    assert all(not s["busy"] and not s["waiting"] for s in q._sessions.values())
+
+
+def test_the_sessions_remembered_are_bounded(monkeypatch):
+    from uavm.app.serving import InOrder
+
+    monkeypatch.setattr(InOrder, "REMEMBER", 10)
+    q = InOrder()
+    for i in range(100):
+        with q.turn(f"s{i}", stamp=1):
+            pass
+    assert len(q._sessions) == 10
