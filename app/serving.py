@@ -225,6 +225,13 @@ def loopback(host: str) -> bool:
         return False
 
 
+def session_of(request, kind: str):
+    """The key of a page session's requests of one kind, or None without a session (then
+    requests are not ordered: never one key shared by every client)."""
+    h = getattr(request, "session_hash", None)
+    return (kind, h) if h else None
+
+
 class InOrder:
     """One session's requests of one kind answered in the order the page sent them: a page's
     events travel as separate HTTP requests and run concurrently, so they can reach the

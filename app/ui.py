@@ -21,7 +21,7 @@ from uavm.errors import InputError, UAVMError, flag, number, one_line
 from uavm.inference import check_top_k, check_window
 from uavm.settings import settings
 
-from .serving import ApiSessions, InOrder, Models, Uploads, guarded, public_message
+from .serving import ApiSessions, InOrder, Models, Uploads, guarded, public_message, session_of
 
 # Enter in a number box (the start slider's, the spans') commits it, as leaving the box does
 # A click on a window of the timeline strip (a plotly band whose customdata starts with the
@@ -216,16 +216,19 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
     def cleared():
         return (*(gr.Label(value=None, label=t) for _, t in TITLES), "", None, None, gr.skip())
 
-    def explore(*args, request: gr.Request = None, progress=gr.Progress()):
+    def explore(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
+                layer, full_open, diff_open, explain_is_open, target_value, stamp, request: gr.Request = None,
+                progress=gr.Progress()):
         """The answers and the attention (and the explanation while its tab is open), one request
         of a session at a time and in order; a request overtaken by a newer one skips its work
-        (the newer answer follows). One round trip: a switch's answer is drawn at once."""
-        *args, explain_is_open, target_value, stamp = args
-        with in_order.turn(("explore", getattr(request, "session_hash", None)), stamp) as superseded:
+        (the newer answer follows). One round trip: a switch's answer is drawn at once.
+        (Named parameters, not *args: Gradio passes the request and progress only to those.)"""
+        settings_ = (media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k)
+        with in_order.turn(session_of(request, "explore"), stamp) as superseded:
             if superseded():
                 return tuple(gr.skip() for _ in range(10))
-            out = explore_now(*args, request=request, progress=progress)
-            more = (explain_panel(*args[:12], target_value, progress=progress) if explain_is_open
+            out = explore_now(*settings_, layer, full_open, diff_open, request=request, progress=progress)
+            more = (explain_panel(*settings_, target_value, progress=progress) if explain_is_open
                     else (gr.skip(), gr.skip()))
             return (*out, *more)
 

@@ -102,3 +102,31 @@ def test_the_sessions_remembered_are_bounded(monkeypatch):
         with q.turn(f"s{i}", stamp=1):
             pass
     assert len(q._sessions) == 10
+
+
+def test_every_page_handler_that_names_the_request_is_given_it():
+    """Gradio hands the request (and progress) only to named parameters before any *args: a
+    handler that asks for them through *args gets None, and then every client's requests
+    share one ordering key (one user's answer skipped because another's was newer)."""
+    import inspect
+
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from uavm.app import build_app, find_bundles
+    from uavm.app.serving import session_of
+
+    demo = build_app(find_bundles(), "cpu", warm=False)
+    request, checked = object(), 0
+    for block_fn in demo.fns.values():
+        fn = inspect.unwrap(block_fn.fn) if block_fn.fn else None
+        if fn is None or "request" not in inspect.signature(fn).parameters:
+            continue
+        args, progress_index, _, _ = special_args(block_fn.fn, inputs=list(range(len(block_fn.inputs))),
+                                                  request=request)
+        assert request in args, f"{fn.__name__} is never given the request"
+        if "progress" in inspect.signature(fn).parameters:
+            assert progress_index is not None, f"{fn.__name__} is never given its progress"
+        checked += 1
+    assert checked >= 2  # the page's analysis and the API
+    assert session_of(None, "explore") is None and session_of(gr.Request(), "explore") is None
