@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from .conftest import json_lines, run_cli
+from .conftest import json_lines, needs_cuda, run_cli
 
 
 @pytest.mark.slow
@@ -36,31 +36,53 @@ def _examples():
     return sorted(str(p) for p in (Path(__file__).parents[1] / "weights" / "examples").glob("*.mp4"))
 
 
-def test_bf16_backbones_keep_every_top1_and_logits_within_0_05_of_fp32():
-    # the GPU fast path's arithmetic (bf16 autocast, channels-last), run here on the CPU;
-    # measured on the demo examples: max |logit difference| 0.012 with logits up to 4.4
+def test_bf16_backbones_keep_every_top1_and_logits_within_0_05_of_fp32(device):
+    # bf16 autocast + channels-last against fp32 on the same device; measured on the demo
+    # examples on the 2-core CPU: max |logit difference| 0.012 with logits up to 4.4
     from uavm.assets import default_bundle
     from uavm.bundle import load_bundle
     from uavm.inference import Pipeline
 
     b = load_bundle(default_bundle())
-    fp32, bf16 = Pipeline(b, "cpu", "fp32"), Pipeline(b, "cpu", "bf16")
+    fp32, bf16 = Pipeline(b, device, "fp32"), Pipeline(b, device, "bf16")
+    worst = 0.0
     for path, p in zip(_examples(), (p for _, p in bf16.predict_many(_examples(), batch=3))):
         q = fp32.predict(path)
         for m in ("audio", "video", "fused"):
             assert p.logits[m].argmax() == q.logits[m].argmax(), f"{path} {m}: top-1 changed in bf16"
-            assert abs(p.logits[m] - q.logits[m]).max() < 0.05, f"{path} {m}"
+            worst = max(worst, float(abs(p.logits[m] - q.logits[m]).max()))
+    print(f"\n{device}: largest bf16 - fp32 logit difference {worst:.4f}")
+    assert worst < 0.05
 
 
-def test_batching_clips_through_the_backbones_gives_each_clip_its_own_answer(tiny_bundle, media_dir):
+def test_fp32_on_a_gpu_is_not_tf32():
+    """PyTorch lets cuDNN run fp32 convolutions in TF32 (10-bit mantissa): asked-for fp32 is
+    IEEE fp32 for the backbones' duration, and the user's setting is back after."""
+    import torch
+
+    from uavm.features import _fast
+
+    ctx, _ = _fast("cuda", "fp32")
+    before = torch.backends.cudnn.allow_tf32
+    for _ in range(2):  # reusable, as the autocast context it stands in for
+        with ctx:
+            assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_batching_clips_through_the_backbones_gives_each_clip_its_own_answer(tiny_bundle, media_dir, device):
     from uavm.bundle import load_bundle
     from uavm.inference import Pipeline
 
-    pipe = Pipeline(load_bundle(tiny_bundle), "cpu")
+    pipe = Pipeline(load_bundle(tiny_bundle), device)
+    # the CPU computes each clip of a batch alike; a GPU's kernels may change with the batch
+    # size (in bf16 there): top-1 and a bf16-sized bound there (not yet measured on a GPU)
+    tol = 1e-4 if device == "cpu" else 0.05
     paths = [media_dir / n for n in ("av.mp4", "audio_only.wav", "missing.mp4", "silent_video.mp4", "long.mp4")]
     batched = list(pipe.predict_many(paths, batch=4))
     assert [p for p, _ in batched] == paths
     assert isinstance(batched[2][1], Exception) and "missing.mp4" in str(batched[2][1])
+    worst = 0.0
     for path, p in batched:
         if path.name == "missing.mp4":
             continue
@@ -69,7 +91,31 @@ def test_batching_clips_through_the_backbones_gives_each_clip_its_own_answer(tin
         for m in ("audio", "video", "fused"):
             assert (p.logits[m] is None) == (q.logits[m] is None), f"{path.name} {m}"
             if q.logits[m] is not None:
-                assert abs(p.logits[m] - q.logits[m]).max() < 1e-4, f"{path.name} {m}"
+                assert p.logits[m].argmax() == q.logits[m].argmax(), f"{path.name} {m}"
+                worst = max(worst, float(abs(p.logits[m] - q.logits[m]).max()))
+    print(f"\n{device}: largest batched - single logit difference {worst:.2e}")
+    assert worst < tol
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_gpu_gives_the_cpus_answers_in_fp32():
+    """The same clips, fp32 on both (IEEE on the GPU, see above): every top-1 equal and the
+    logits within 1e-3 (float sums in another order)."""
+    from uavm.assets import default_bundle
+    from uavm.bundle import load_bundle
+    from uavm.inference import Pipeline
+
+    b = load_bundle(default_bundle())
+    gpu, cpu = Pipeline(b, "cuda", "fp32"), Pipeline(b, "cpu", "fp32")
+    worst = 0.0
+    for path in _examples():
+        p, q = gpu.predict(path), cpu.predict(path)
+        for m in ("audio", "video", "fused"):
+            assert p.logits[m].argmax() == q.logits[m].argmax(), f"{path} {m}"
+            worst = max(worst, float(abs(p.logits[m] - q.logits[m]).max()))
+    print(f"\nlargest GPU - CPU logit difference in fp32 {worst:.2e}")
+    assert worst < 1e-3
 
 
 def test_predict_takes_precision_and_batch_from_the_command_line(media_dir, tiny_bundle):

@@ -247,7 +247,21 @@ def _fast(device, precision: str = "auto"):
     device = torch.device(device)
     if choose_precision(device, precision)[0] == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16), torch.channels_last
+    if device.type == "cuda":  # fp32 means fp32: PyTorch lets cuDNN run fp32 convolutions in TF32
+        return _cudnn_without_tf32(), torch.contiguous_format
     return torch.autocast(device.type, enabled=False), torch.contiguous_format
+
+
+class _cudnn_without_tf32:
+    """fp32 convolutions in IEEE fp32 while entered (the flag restored after); reusable, like
+    the autocast context it stands in for."""
+
+    def __enter__(self):
+        self._was = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32 = self._was
 
 
 @torch.no_grad()
