@@ -70,3 +70,19 @@ def test_unreadable_inputs_name_the_problem(tmp_path, content, msg):
         p.write_bytes(content)
     with pytest.raises(media.MediaError, match=msg):
         media.probe(p)
+
+
+def test_without_decord_frames_come_from_pyav(tmp_path, monkeypatch):
+    """decord has no wheels for some Pythons and machines (the GPU image among them): PyAV
+    then decodes the window and the whole-clip grid, to within its slightly different resize."""
+    from uavm.demo.synth import demo_clip
+
+    clip = demo_clip(tmp_path / "c.mp4", seconds=4)
+    with_decord = media.load_frames(clip)
+    grid = [img for _, img in media._grid_frames(clip, media.probe(clip), 3.0, 224, {})]
+    monkeypatch.setitem(__import__("sys").modules, "decord", None)  # `import decord` -> ImportError
+    without = media.load_frames(clip)
+    assert without.shape == with_decord.shape
+    assert np.abs(without.astype(int) - with_decord.astype(int)).mean() < 8
+    assert [img.shape for _, img in media._grid_frames(clip, media.probe(clip), 3.0, 224, {})] == \
+        [img.shape for img in grid]

@@ -353,8 +353,18 @@ def _rgb(frame, w, h, rot) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=rot // 90)) if rot else img
 
 
+def _decord(path):
+    """decord, or MediaError when it is not installed (a Python without its wheels): PyAV
+    decodes then, whose resize differs slightly from the released features' (decord's)."""
+    try:
+        import decord
+    except ImportError:
+        raise MediaError(f"{path}: decord is not installed") from None
+    return decord
+
+
 def _frames_decord(path, info, fps, short_side, start, seconds) -> np.ndarray:
-    import decord
+    decord = _decord(path)
 
     w, h = scaled_size(info.width, info.height, short_side)
     if info.container.split(",")[0] not in DEMUXERS:  # decord's FFmpeg has no whitelist: PyAV's gate first
@@ -396,7 +406,7 @@ def _grid_frames(path, info, fps, short_side, ends: dict, batch: int = 15):
 
 
 def _decord_grid(path, info, fps, short_side, ends: dict, batch: int):
-    import decord
+    decord = _decord(path)
 
     w, h = scaled_size(info.width, info.height, short_side)
     if info.container.split(",")[0] not in DEMUXERS:  # decord's FFmpeg has no whitelist: PyAV's gate first
