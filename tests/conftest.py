@@ -122,6 +122,22 @@ def tiny_bundle(tmp_path_factory):
     return random_bundle(tmp_path_factory.mktemp("bundles") / "tiny", size="tiny", seed=1)
 
 
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+needs_cuda = pytest.mark.skipif(not has_cuda(), reason="no GPU here (`bash .ci/gpu` runs these on one)")
+cuda = [pytest.mark.cuda, needs_cuda]
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=cuda)])
+def device(request):
+    """The same check on the CPU and, where there is one, on the GPU."""
+    return request.param
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import ROOT, AppServer, json_lines, run_cli
+from .conftest import ROOT, AppServer, json_lines, needs_cuda, run_cli
 
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -51,6 +51,22 @@ def test_the_api_answers_as_uavm_predict_does(client, case):
             np.testing.assert_allclose(got[m]["logits"], want[m]["logits"], rtol=1e-5, atol=1e-5)
             assert [t["label"] for t in got[m]["top"]] == [t["label"] for t in want[m]["top"]]
     assert set(got["attention"]) == set(want["attention"])
+    for m in want["attention"]:
+        np.testing.assert_allclose(got["attention"][m], want["attention"][m], atol=1e-5)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_on_a_gpu_the_api_answers_as_uavm_predict_does_there(tmp_path):
+    app = AppServer(tmp_path, "--device", "cuda")  # the last --device wins
+    try:
+        got = Client(app.url, verbose=False).predict(handle_file(str(EXAMPLES[0])), api_name="/predict",
+                                                     include_attention=True)
+    finally:
+        app.stop()
+    (want,) = json_lines(run_cli("predict", EXAMPLES[0], "--json", "--device", "cuda", check=True).stdout)
+    for m in ("audio", "video", "fused"):
+        np.testing.assert_allclose(got[m]["logits"], want[m]["logits"], rtol=1e-5, atol=1e-5)
     for m in want["attention"]:
         np.testing.assert_allclose(got["attention"][m], want["attention"][m], atol=1e-5)
 

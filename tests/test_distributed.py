@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 from uavm.demo.synth import demo_clip
 from uavm.train.data import DataError, extract_features
 
-from .conftest import ROOT, feature_corpus
+from .conftest import ROOT, feature_corpus, needs_cuda
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,10 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def uavm(*args, procs=1, torchrun=(), background=False):
-    """``python -m uavm ARGS``, or the same under torchrun with ``procs`` processes."""
+    """``python -m uavm ARGS``, or the same under torchrun with ``procs`` processes (also one,
+    when ``torchrun`` names options)."""
     cmd = [sys.executable, "-m", "uavm", *map(str, args)]
-    if procs > 1:
+    if procs > 1 or torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
                *torchrun, *cmd[1:]]
     if background:  # its own session, so nothing it starts outlives the test
@@ -178,6 +179,17 @@ def test_a_killed_extraction_is_completed_by_a_rerun_without_redoing_finished_cl
     assert_same_features(tmp_path, one_process)
 
 
+@pytest.mark.cuda
+@needs_cuda
+def test_one_gpu_process_under_torchrun_extracts_what_plain_python_does(manifest, tiny_bundle, tmp_path):
+    args = ("features", "--manifest", manifest, "--bundle", tiny_bundle, "--device", "cuda")
+    plain = uavm(*args, "--out", tmp_path / "plain")
+    run = uavm(*args, "--out", tmp_path / "torchrun", torchrun=("--max-restarts", "0"))
+    assert plain.returncode == run.returncode == 1, run.stderr  # 1: the broken clip failed
+    assert "a group of 1 process (gloo, cuda)" in run.stderr
+    assert_same_features(tmp_path / "torchrun", tmp_path / "plain")
+
+
 def test_clips_whose_features_would_share_a_file_are_refused(tmp_path):
     (tmp_path / "clips.json").write_text(json.dumps({"data": [
         {"labels": "a", "video": "one/x.mp4"}, {"labels": "a", "video": "two/x.mp4"}]}))
@@ -231,6 +243,33 @@ def test_two_processes_train_as_one_does(trained):
     for k in w1:
         np.testing.assert_allclose(w2[k], w1[k], rtol=0, atol=1e-3, err_msg=k)
     assert log2.count("epoch 1 |") == 1, "only rank 0 logs"
+
+
+def test_one_process_under_torchrun_joins_a_group_of_one_and_trains_as_plain_python(corpus, trained, device,
+                                                                                   tmp_path):
+    """What a one-GPU machine runs: the collective calls (nccl there, gloo here) in a group of
+    one, without DDP (nothing to average)."""
+    def run(out, **kw):
+        args = list(train_args(corpus, out))
+        args[args.index("--device") + 1] = device
+        r = uavm(*args, **kw)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    alone = run(tmp_path / "alone", torchrun=("--max-restarts", "0"))
+    backend = "nccl" if device == "cuda" else "gloo"
+    assert f"a group of 1 process ({backend}, {device})" in alone.stderr
+    if device == "cpu":
+        plain = trained[1][0]
+    else:
+        plain = tmp_path / "plain"
+        run(plain)
+    h1, h2 = provenance(plain)["history"], provenance(tmp_path / "alone")["history"]
+    for e1, e2 in zip(h1, h2, strict=True):
+        assert e1["loss"] == pytest.approx(e2["loss"], abs=1e-5), e1["epoch"]
+    w1, w2 = load_file(plain / "model.safetensors"), load_file(tmp_path / "alone" / "model.safetensors")
+    for k in w1:
+        np.testing.assert_allclose(w2[k], w1[k], rtol=0, atol=1e-4, err_msg=k)
 
 
 def test_a_killed_worker_is_restarted_and_training_resumes_from_the_checkpoint(corpus, trained, tmp_path):

@@ -52,6 +52,8 @@ def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, r
           "fbank": _ms(lambda: fbank(torch.as_tensor(wav), pre.audio), repeat),
           "audio_cnn": _ms(lambda: pipe.audio_features(wav), repeat),
           "video_cnn": _ms(lambda: pipe.video_features(frames), repeat)}
+    if pipe.device.type == "cuda":  # what crosses to the GPU per clip (also inside the CNN stages)
+        st["transfer"] = _ms(lambda: (torch.as_tensor(frames).to(pipe.device), fb.to(pipe.device)), repeat)
     if chosen != "fp32":  # the same stages in float32, in the same run: what the choice buys
         fp32 = Pipeline(pipe.bundle, pipe.device, "fp32")
         st["audio_cnn_fp32"] = _ms(lambda: fp32.audio_features(wav), repeat)
@@ -124,8 +126,8 @@ def agreement(bundle_dir=None, size: str = "", device: str = "auto", precision: 
     if size:
         bundle_dir = random_bundle(tmp / "bundle", size=size)
     bundle = load_bundle(bundle_dir)
-    chosen, why = choose_precision(device if device != "auto" else "cpu", precision)
     fast, fp32 = Pipeline(bundle, device, precision), Pipeline(bundle, device, "fp32")
+    chosen, why = choose_precision(fast.device, precision)
     paths = [str(p) for p in examples()]
     for i in range(clips):
         c = i % len(corpus.CLASSES)
@@ -143,5 +145,5 @@ def agreement(bundle_dir=None, size: str = "", device: str = "auto", precision: 
             top = max(top, float(np.abs(b.logits[m]).max()))
         if n % 10 == 0:
             log(f"{n}/{len(paths)} clips")
-    return {"bundle": bundle.name, "precision": chosen, "precision_why": why, "clips": len(paths),
+    return {"bundle": bundle.name, "device": str(fast.device), "precision": chosen, "precision_why": why, "clips": len(paths),
             "top1_equal_to_fp32": same, "max_logit_difference": round(worst, 5), "largest_logit": round(top, 3)}

@@ -1,12 +1,13 @@
 """torch.distributed for the same commands under torchrun (one node or many).
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address. A plain
-``python -m uavm`` (WORLD_SIZE unset or 1) never joins a process group, and every helper
+``python -m uavm`` never joins a process group, and every helper
 here then answers as for one process, so callers need no second code path.
 """
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -26,8 +27,10 @@ def timeout() -> timedelta:
 
 
 def launched() -> bool:
-    """Started by torchrun with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Started by torchrun (with any number of processes: one process joins a group of one,
+    so the collective path runs, e.g. nccl on a one-GPU machine), or by another launcher
+    that sets a WORLD_SIZE over 1."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 @contextmanager
@@ -48,8 +51,11 @@ def joined(device: torch.device, backend: str | None = None):
     # torchrun keeps one store across restarts, still holding the last attempt's addresses, which a
     # restarted rank would read and fail to connect to: each attempt gets keys of its own
     store = dist.PrefixStore(f"attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
-    dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"), store=store, rank=me,
-                            world_size=size, timeout=timeout())
+    backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend, store=store, rank=me, world_size=size, timeout=timeout())
+    if me == 0:
+        print(f"torchrun: a group of {size} process{'es' if size > 1 else ''} ({backend}, {device.type})",
+              file=sys.stderr, flush=True)
     try:
         yield device
     finally:
