@@ -246,6 +246,22 @@ def test_in_a_browser_every_rough_edge_of_the_explorer(server, browser, media_di
 
 
 @needs_chromium
+def test_two_users_at_once_each_get_their_own_answer(server, browser):
+    """Requests are ordered per page session: one user's request is never skipped because
+    another user's is newer (it once was: every page shared one ordering key)."""
+    pages = [browser.new_page(viewport={"width": 1440, "height": 1000}) for _ in range(3)]
+    for page in pages:
+        page.goto(server)
+        page.wait_for_selector("#examples", timeout=120_000)
+    for page, name in zip(pages, ("dog howling", "playing piano", "telephone bell ringing")):
+        page.locator("#examples button", has_text=name).click()  # at once, no waiting in between
+    for page, name in zip(pages, ("dog howling", "playing piano", "telephone bell ringing")):
+        labels_have_scores(page)
+        assert name in page.locator("#label-fused").inner_text()
+        page.close()
+
+
+@needs_chromium
 def test_on_a_phone_the_results_come_into_view_after_tapping_an_example(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page.goto(server)
