@@ -7,10 +7,15 @@ decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
 from pathlib import Path
+
+# Gradio's telemetry and its version check reach the internet at launch unless told not to:
+# off unless the user turns them on (the app must start offline and tell no one)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from uavm.assets import demo_bundles
 from uavm.assets import examples as example_clips

@@ -130,3 +130,18 @@ def test_every_page_handler_that_names_the_request_is_given_it():
         checked += 1
     assert checked >= 2  # the page's analysis and the API
     assert session_of(None, "explore") is None and session_of(gr.Request(), "explore") is None
+
+
+@pytest.mark.parametrize("env,want", [(None, "False"), ("True", "True")])
+def test_the_app_sends_no_telemetry_unless_the_user_asks(env, want):
+    import subprocess
+    import sys
+
+    code = ("import os\nif os.environ.get('SET') is None: os.environ.pop('GRADIO_ANALYTICS_ENABLED', None)\n"
+            "else: os.environ['GRADIO_ANALYTICS_ENABLED'] = os.environ['SET']\n"
+            "import uavm.app, gradio.analytics as a\nprint(a.analytics_enabled())")
+    env_ = {k: v for k, v in os.environ.items() if k not in ("SET", "GRADIO_ANALYTICS_ENABLED")}
+    if env is not None:
+        env_["SET"] = env
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_, timeout=120)
+    assert r.stdout.strip() == str(want == "True"), r.stderr
