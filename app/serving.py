@@ -277,15 +277,28 @@ class InOrder:
                 mine = self.stamp(stamp) or s["seen"] + 1
                 s["seen"] = max(s["seen"], mine)
                 s["waiting"].append(mine)  # a list: a hostile page may repeat a stamp
-                while s["busy"] or mine != min(s["waiting"]):
+                self._cond.notify_all()  # the session's older waiting requests are stale now
+
+                def stale():
+                    return mine < s["seen"] or mine <= s["answered"]
+                # a stale request leaves at once, without its turn: a session holds at most two
+                # of the server's handler threads (the running request and the newest waiting)
+                while (s["busy"] or mine != min(s["waiting"])) and not stale():
                     self._cond.wait()
                 s["waiting"].remove(mine)
-                s["busy"] = True
+                turn = not stale()
+                if turn:
+                    s["busy"] = True
+                else:
+                    self._cond.notify_all()
+            if not turn:
+                yield lambda: True
+                return
             asked = []
 
             def superseded() -> bool:
                 with self._cond:
-                    out = mine < s["seen"] or mine <= s["answered"]
+                    out = stale()
                 asked.append(out)
                 return out
             try:

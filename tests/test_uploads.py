@@ -71,10 +71,12 @@ def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
         time.sleep(0.1)
     with q.turn("s2") as superseded:  # another session is not held up
         assert not superseded()
+    time.sleep(0.2)
+    assert order == [1, 2]  # stale while waiting: they left at once, holding no thread
     gate.set()
     for t in threads:
         t.join(10)
-    assert order == [0, 1, 2, 3]
+    assert order == [1, 2, 0, 3]  # the newest after the one that held the session
     assert overtaken == {0: True, 1: True, 2: True, 3: False}  # only the newest does the work
     # the page stamps its requests: one that reaches the server after a newer one has been
     # answered (two HTTP requests overtaking each other) must not answer
