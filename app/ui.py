@@ -155,6 +155,13 @@ def _top1(pred, which) -> str:
 TITLES = (("audio", "Audio only"), ("video", "Video only"), ("fused", "Fused"))
 
 
+def settings_key(*values) -> str:
+    """A short fingerprint of the settings an answer was made from (the page keeps it)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([repr(v) for v in values]).encode()).hexdigest()[:32]
+
+
 def layer_slider(cfg, **kw) -> gr.Slider:
     return gr.Slider(minimum=1, maximum=max(cfg.n_layers, 2), value=cfg.n_layers, step=1, visible=cfg.n_layers > 1,
                      label=f"Layer ({figures.layer_label(cfg)})", **kw)
@@ -221,16 +228,30 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                 progress=gr.Progress()):
         """The answers and the attention (and the explanation while its tab is open), one request
         of a session at a time and in order; a request overtaken by a newer one skips its work
-        (the newer answer follows). One round trip: a switch's answer is drawn at once.
+        (the newer answer follows). One round trip: a switch's answer is drawn at once. The last
+        output is the key of the settings the page's results were made from (``reconcile``).
         (Named parameters, not *args: Gradio passes the request and progress only to those.)"""
         settings_ = (media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k)
         with in_order.turn(session_of(request, "explore"), stamp) as superseded:
             if superseded():
-                return tuple(gr.skip() for _ in range(10))
+                return tuple(gr.skip() for _ in range(11))
             out = explore_now(*settings_, layer, full_open, diff_open, request=request, progress=progress)
             more = (explain_panel(*settings_, target_value, progress=progress) if explain_is_open
                     else (gr.skip(), gr.skip()))
-            return (*out, *more)
+            return (*out, *more, settings_key(*settings_, layer, explain_is_open, target_value))
+
+    def reconcile(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
+                  layer, full_open, diff_open, explain_is_open, target_value, painted_key, stamp,
+                  request: gr.Request = None, progress=gr.Progress()):
+        """After every paint: are the results on the page made from the settings the page shows
+        now? The page gathers an event's settings before it stamps it, so two events a moment
+        apart can reach the server stamped in the other order, and the older settings' answer
+        then lands last. This sees the mismatch and answers for the page's current settings."""
+        settings_ = (media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k)
+        if settings_key(*settings_, layer, explain_is_open, target_value) == painted_key:
+            return tuple(gr.skip() for _ in range(11))
+        return explore(*settings_, layer, full_open, diff_open, explain_is_open, target_value, stamp,
+                       request=request, progress=progress)
 
     @page_handler(cleared)
     def explore_now(media, start, audio_on, video_on, mute_on, mute_a, mute_b, blank_on, blank_a, blank_b, model, k,
@@ -586,6 +607,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
                     top_k]
         explain_open = gr.State(False)
         stamp = gr.Number(elem_id="stamp", elem_classes=["uavm-data"], show_label=False, container=False)
+        painted = gr.Textbox(elem_id="painted", elem_classes=["uavm-data"], show_label=False, container=False)
         full_open, diff_open = gr.State(False), gr.State(False)
         explain_outputs = [explain_text, explain_plot]
         outputs = [lab_a, lab_v, lab_f, temporal, full, diff, layer, status]
@@ -596,7 +618,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         def analysis(event, **kw):
             """explore() (and the explanation when its tab is open): every change of clip or settings."""
             inputs = controls + [layer, full_open, diff_open, explain_open, target, stamp]
-            return event(explore, inputs, outputs + explain_outputs, api_visibility="private",
+            return event(explore, inputs, outputs + explain_outputs + [painted], api_visibility="private",
                          js=STAMP % len(inputs), **kw)
 
         for src in (video_in, audio_in):
@@ -619,6 +641,9 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
         for c in (mute_a, mute_b, blank_a, blank_b):  # Enter blurs the box too (the page's keydown handler)
             analysis(c.blur, trigger_mode="always_last")
         temporal.change(None, temporal, None, js=DRAW_TEMPORAL)  # drawn as soon as it arrives
+        checked = controls + [layer, full_open, diff_open, explain_open, target, painted, stamp]
+        painted.change(reconcile, checked, outputs + explain_outputs + [painted], api_visibility="private",
+                       js=STAMP % len(checked), trigger_mode="always_last", show_progress="hidden")
         play.click(heard_and_seen, controls, [player, status], api_visibility="private")
         # the explanation: on request, and kept up to date while its tab is open
         explain_btn.click(explain_panel, controls + [target], explain_outputs, api_visibility="private")

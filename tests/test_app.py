@@ -112,8 +112,12 @@ def browser():
 
 
 def status_has(page, text, timeout=60_000):
-    page.wait_for_function("t => (document.querySelector('#status')?.innerText || '').includes(t)", arg=text,
-                           timeout=timeout)
+    try:
+        page.wait_for_function("t => (document.querySelector('#status')?.innerText || '').includes(t)", arg=text,
+                               timeout=timeout)
+    except Exception:
+        now = page.evaluate("document.querySelector('#status')?.innerText")
+        raise AssertionError(f"the status line never said {text!r}; it says {now!r}") from None
 
 
 def labels_have_scores(page, which="fused"):
@@ -259,6 +263,48 @@ def test_two_users_at_once_each_get_their_own_answer(server, browser):
         labels_have_scores(page)
         assert name in page.locator("#label-fused").inner_text()
         page.close()
+
+
+@needs_chromium
+def test_an_older_settings_answer_that_lands_last_is_replaced_by_the_current_one(server, browser):
+    """The page gathers an event's settings before it stamps it, so two quick events can reach
+    the server stamped in the other order (seen on CI). Forced here: the first of two clicks
+    is held back and the two requests' stamps are swapped, so the server answers the older
+    settings last; the page must end on the answer to what it shows."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="dog howling").click()
+    labels_have_scores(page, "audio")
+    held = []
+
+    def swap(route):
+        body = route.request.post_data_json if route.request.method == "POST" else None
+        if not (isinstance(body, dict) and isinstance(body.get("data"), list) and len(body["data"]) == 18):
+            return route.continue_()  # not an analysis request
+        if not held:  # the older click: held back
+            held.append((route, body))
+            return None
+        old_route, old = held[0]
+        old["data"][-1], body["data"][-1] = body["data"][-1], old["data"][-1]
+        held.append(True)
+        route.continue_(post_data=json.dumps(body))  # the newer settings, with the older stamp: answered first
+        time.sleep(1.0)
+        old_route.continue_(post_data=json.dumps(old))  # then the older settings, with the newer stamp
+
+    page.route("**/queue/join*", swap)
+    page.locator("#audio-on input[type=checkbox]").click()  # audio off: held back
+    page.wait_for_timeout(300)
+    page.locator("#video-on input[type=checkbox]").click()  # then video off: what the page shows
+    page.wait_for_timeout(300)
+    assert len(held) == 2, "the two analysis requests were not both seen"
+    page.unroute("**/queue/join*")
+    page.wait_for_timeout(4000)  # the older answer lands, then the page's correction
+    assert not page.locator("#audio-on input[type=checkbox]").is_checked()
+    assert not page.locator("#video-on input[type=checkbox]").is_checked()
+    assert "nothing left to predict from" in page.locator("#status").inner_text()
+    assert "%" not in page.locator("#label-video").inner_text()
+    page.close()
 
 
 @needs_chromium
