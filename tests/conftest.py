@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from uavm.demo.synth import demo_clip
+from uavm.tools.localapp import LocalApp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
@@ -42,51 +43,10 @@ def json_lines(stdout: str) -> list:
     return [json.loads(l) for l in stdout.splitlines() if l.strip()]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AppServer:
-    """`python -m uavm app ...` started as a user starts it, on a free loopback port."""
-
-    def __init__(self, log_dir, *args, env=None, wait=True):
-        import time
-        import urllib.request
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log = log_dir / f"app-{self.port}.log"
-        with open(self.log, "w") as f:
-            self.proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(self.port), "--device", "cpu",
-                                          *map(str, args)], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
-                                              # uploads in the test's own folder, never a shared /tmp/gradio
-                                              "GRADIO_TEMP_DIR": str(log_dir / "uploads"), **(env or {})})
-        deadline = time.time() + 180
-        while wait and time.time() < deadline:
-            try:
-                urllib.request.urlopen(self.url, timeout=2)
-                return
-            except urllib.error.HTTPError:  # e.g. 401 behind a login: it is up
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise AssertionError("the app exited:\n" + self.log.read_text()) from None
-                time.sleep(0.5)
-        if wait:
-            self.stop()
-            raise AssertionError("the app did not start:\n" + self.log.read_text())
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def AppServer(log_dir, *args, env=None, wait=True, cwd=ROOT, command=None):
+    """`python -m uavm app --device cpu ARGS` started as a user starts it, on a free loopback
+    port, its log and uploads in log_dir (``uavm.tools.localapp``)."""
+    return LocalApp(log_dir, *args, env=env, wait=wait, cwd=cwd, command=command)
 
 
 @pytest.fixture(scope="session")

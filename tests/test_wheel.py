@@ -3,14 +3,13 @@ the CLI and the app on the embedded demo, and installs no top-level `app` packag
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 import venv
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, AppServer
 
 pytestmark = pytest.mark.slow
 
@@ -61,28 +60,11 @@ def test_the_installed_cli_predicts_an_example_clip_with_the_demo_bundles(instal
 
 def test_the_installed_app_serves_the_demo(installed):
     py, d = installed
-    port = free_port()
-    with open(d / "app.log", "w") as log:
-        proc = subprocess.Popen([str(py.parent / "uavm"), "app", "--port", str(port), "--device", "cpu"], cwd=d,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
-                break
-            except OSError:
-                assert proc.poll() is None, (d / "app.log").read_text()
-                time.sleep(0.5)
-        else:
-            pytest.fail("the installed app did not start:\n" + (d / "app.log").read_text())
+    with AppServer(d, command=[str(py.parent / "uavm")], cwd=d) as app:  # the installed script, as a user starts it
+        page = urllib.request.urlopen(app.url, timeout=10).read().decode()
         assert "UAVM" in page
         from gradio_client import Client, handle_file
 
         r = run(py, "-c", "import uavm.assets as a; print(a.examples()[0])", cwd=d)
-        out = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(r.stdout.strip()),
-                                                                        api_name="/predict")
+        out = Client(app.url, verbose=False).predict(handle_file(r.stdout.strip()), api_name="/predict")
         assert out["fused"]["top"][0]["label"]
-    finally:
-        proc.terminate()
-        proc.wait(30)

@@ -14,6 +14,18 @@ def err(msg: str) -> None:
     print(f"uavm: {msg}", file=sys.stderr, flush=True)
 
 
+def clip_failed(clip, e: Exception, as_json: bool) -> None:
+    """One clip's problem, reported where the others' answers go; the command goes on."""
+    import json
+
+    from ..errors import one_line
+
+    msg = one_line(e)
+    err(msg)
+    if as_json:
+        print(json.dumps({"clip": str(clip), "error": msg}), flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uavm", description="UAVM: unified audio-visual model (Gong et al. 2022)")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")

@@ -81,10 +81,9 @@ def _print_human(name: str, pred, k: int) -> None:
 
 def predict(a) -> int:
     from ..bundle import load_bundle
-    from ..errors import one_line
     from ..files import progress
     from ..inference import Pipeline, check_top_k, check_window
-    from . import err
+    from . import clip_failed, err
 
     if not a.clips and a.audio_features is None and a.video_features is None:
         err("give clips, or --audio-features / --video-features")
@@ -117,10 +116,7 @@ def predict(a) -> int:
                 pred = e
         if isinstance(pred, Exception):
             failed += 1
-            msg = one_line(pred)
-            err(msg)
-            if a.json:
-                print(json.dumps({"clip": str(name), "error": msg}), flush=True)
+            clip_failed(name, pred, a.json)
             continue
         if a.json:
             print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}, allow_nan=False),

@@ -69,11 +69,11 @@ def _print_human(d: dict) -> None:
 
 def explain(a) -> int:
     from ..bundle import load_bundle
-    from ..errors import UAVMError, one_line
+    from ..errors import UAVMError
     from ..explain import check_occlusion, check_target, label_index
     from ..files import progress
     from ..inference import Pipeline, check_window
-    from . import err
+    from . import clip_failed
 
     # every parameter checked before any clip is decoded
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
@@ -89,10 +89,7 @@ def explain(a) -> int:
                              a.mute_audio, a.blank_video).to_dict()
         except UAVMError as e:  # this clip's problem: reported, and the others go on
             failed += 1
-            msg = one_line(e)
-            err(msg)
-            if a.json:
-                print(json.dumps({"clip": str(clip), "error": msg}), flush=True)
+            clip_failed(clip, e, a.json)
             continue
         finally:
             show(i + 1)

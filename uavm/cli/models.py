@@ -5,17 +5,19 @@ import json
 
 from ..errors import UAVMError
 
+CACHE = dict(help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
+
 
 def add(sub) -> None:
     s = sub.add_parser("models", help="the models by name: what each is, its size, whether it is cached")
     s.add_argument("--json", action="store_true", help="one JSON object per model, one per line")
-    s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
+    s.add_argument("--cache", **CACHE)
     s.set_defaults(fn=models)
 
     s = sub.add_parser("download", help="fetch (or --verify) the authors' released files in the cache")
     s.add_argument("name", nargs="?", help="a model name (its four files), a release file name "
                    "(see uavm.official.RELEASE), or 'all'; with --verify, default: the whole cache")
-    s.add_argument("--cache", help="folder (default $UAVM_CACHE or ~/.cache/uavm)")
+    s.add_argument("--cache", **CACHE)
     s.add_argument("--mirror", metavar="URL", help="fetch from http(s)://BASE/, file:///DIR or a folder holding "
                    "the files under their release file names, and nowhere else (default $UAVM_MIRROR, else "
                    "the release's URLs)")

@@ -5,24 +5,15 @@ Needs the test extras (playwright) and Debian's chromium (/usr/bin/chromium); ne
 downloads a browser."""
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
+
+from .localapp import LocalApp
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stats(xs) -> dict:
@@ -34,23 +25,11 @@ def run(toggles: int = 20, chromium: str = "", device: str = "cpu", log=print) -
     from playwright.sync_api import sync_playwright
 
     chromium = chromium or shutil.which("chromium") or "/usr/bin/chromium"
-    port = _free_port()
     work = tempfile.mkdtemp(prefix="uavm-pagebench-")
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": os.path.join(work, "uploads")}
-    t_launch = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(port), "--device", device],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    app = LocalApp(work, device=device, timeout=300)
+    url = app.url
     try:
-        for _ in range(1200):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("the app exited at start-up") from None
-                time.sleep(0.25)
-        r = {"launch_to_page_s": round(time.time() - t_launch, 2)}
+        r = {"launch_to_page_s": round(app.started_s, 2)}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -91,9 +70,5 @@ def run(toggles: int = 20, chromium: str = "", device: str = "cpu", log=print) -
             browser.close()
         return r
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        app.stop()
         shutil.rmtree(work, ignore_errors=True)

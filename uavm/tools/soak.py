@@ -3,41 +3,23 @@ every answer, and report the server's memory (not a test: it prints figures)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
+import shutil
+import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from ..files import memory_mb as _rss_mb
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .localapp import LocalApp
 
 
 def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 5, fresh: int = 300,
          idle: float = 60.0, log=print) -> dict:
     from gradio_client import Client, handle_file
 
-    port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "-m", "uavm", "app", "--port", str(port), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}/"
+    work = tempfile.mkdtemp(prefix="uavm-soak-")
+    app = LocalApp(work, timeout=150)
+    url, proc = app.url, app.proc
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("the app exited at start-up") from None
-                time.sleep(0.25)
         client = Client(url, verbose=False)
         settings = [dict(), dict(audio_on=False), dict(video_on=False), dict(mute_from=2.0, mute_to=5.0),
                     dict(blank_from=1.0, blank_to=4.0)]
@@ -99,8 +81,5 @@ def soak(clips: list, sequential: int = 300, concurrent: int = 8, rounds: int = 
                   "peak_rss_mb": round(end["VmHWM"], 1)}
         return report
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        app.stop()
+        shutil.rmtree(work, ignore_errors=True)
