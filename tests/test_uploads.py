@@ -71,8 +71,10 @@ def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
         time.sleep(0.1)
     with q.turn("s2") as superseded:  # another session is not held up
         assert not superseded()
-    time.sleep(0.2)
-    assert order == [1, 2]  # stale while waiting: they left at once, holding no thread
+    deadline = time.time() + 10
+    while len(order) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    assert order == [1, 2]  # stale while waiting: they left while 0 still held the session, holding no thread
     gate.set()
     for t in threads:
         t.join(10)
