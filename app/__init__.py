@@ -6,7 +6,6 @@ decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -45,19 +44,11 @@ def find_bundles(extra=(), models=(), mirror=None) -> dict:
     return found
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="uavm app", description="the UAVM missing-modality explorer")
-    p.add_argument("--bundle", action="append", default=[], help="extra model bundle (repeatable)")
-    p.add_argument("--model", action="append", default=[], metavar="NAME",
-                   help="extra model by name, e.g. vggsound-uavm or hf-hub:ORG/NAME (repeatable; `uavm models`)")
-    p.add_argument("--mirror", metavar="URL", help="fetch named models' files from http(s)://BASE/, file:///DIR "
-                   "or a folder (default $UAVM_MIRROR, else the authors' release)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--share", action="store_true", help="a public gradio.live link")
-    p.add_argument("--auth", metavar="USER:PASS", help="require a login (or set $UAVM_AUTH)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    a = p.parse_args(argv)
+def serve(a) -> None:
+    """Serve the app with the options ``uavm app`` parsed (``uavm.cli.app``): bad options and
+    a model that cannot be had are one line (UAVMError) before anything is served."""
+    from uavm.errors import InputError
+
     s = settings()
     auth = credentials(a.auth or s.auth)
     if (a.share or not loopback(a.host)) and not auth:
@@ -65,13 +56,7 @@ def main(argv=None) -> None:
         print(f"uavm app: WARNING: serving on {where} without a login: anyone who can reach it can upload "
               f"clips and use this machine's CPU/GPU. Add --auth USER:PASS (or $UAVM_AUTH).",
               file=sys.stderr, flush=True)
-    from uavm.errors import UAVMError, one_line
-
-    try:
-        bundles = find_bundles(a.bundle, a.model, a.mirror)
-    except UAVMError as e:  # a name that cannot be fetched or checked: one line, before anything is served
-        raise SystemExit(f"uavm app: {one_line(e)}") from None
-    demo = build_app(bundles, a.device)
+    demo = build_app(find_bundles(a.bundle, a.model, a.mirror), a.device)
     cap = int(s.upload_cache_mb * 2**20)
     uploads = Uploads()
 
@@ -90,7 +75,19 @@ def main(argv=None) -> None:
     threading.Thread(target=janitor, daemon=True, name="uavm-janitor").start()
     # many handlers may wait at once (a cached answer must not queue behind slow decodes);
     # the heavy work is bounded inside by the decode slots and the model lock
-    demo.queue(default_concurrency_limit=16, max_size=256).launch(
-        server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb", show_error=True,
-        **{**demo.uavm_launch, "allowed_paths": [str(Path(p).parent) for p in example_clips()[:1]]
-           + demo.uavm_launch.get("allowed_paths", [])})
+    try:
+        demo.queue(default_concurrency_limit=16, max_size=256).launch(
+            server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb",
+            show_error=True, quiet=True, prevent_thread_lock=True,
+            **{**demo.uavm_launch, "allowed_paths": [str(Path(p).parent) for p in example_clips()[:1]]
+               + demo.uavm_launch.get("allowed_paths", [])})
+    except OSError as e:  # the port was taken after the check, or the share link failed
+        raise InputError(f"cannot serve on {a.host}:{a.port}: {e}".split(". You can")[0]) from None
+    # Gradio's own banner speaks of launch() arguments; a command-line user has flags
+    url = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port}/"
+    print(f"uavm app: serving {url}" + (f" and {demo.share_url}" if a.share and demo.share_url else "")
+          + ("" if a.share else " (add --share for a public link)") + "; Ctrl+C stops it", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass

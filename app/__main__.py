@@ -1,4 +1,7 @@
-from . import main
+"""`python -m uavm.app ARGS` is `uavm app ARGS`."""
+import sys
+
+from uavm.cli import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(["app", *sys.argv[1:]]))

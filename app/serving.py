@@ -211,7 +211,7 @@ def credentials(value: str | None):
     for item in value.split(","):
         user, sep, password = item.partition(":")
         if not sep or not user or not password:
-            raise SystemExit("uavm app: --auth takes USER:PASS (several: USER:PASS,USER2:PASS2)")
+            raise InputError("--auth takes USER:PASS (several: USER:PASS,USER2:PASS2)")
         pairs.append((user, password))
     return pairs
 

@@ -175,7 +175,7 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> gr.Bloc
     in_order = InOrder()
     names = list(bundles)
     if not names:
-        raise SystemExit("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
+        raise UAVMError("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
     examples = [str(p) for p in example_clips()]
     captions = example_captions(examples)
 

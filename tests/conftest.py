@@ -88,7 +88,7 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-needs_cuda = pytest.mark.skipif(not has_cuda(), reason="no GPU here (`bash .ci/gpu` runs these on one)")
+needs_cuda = pytest.mark.skipif(not has_cuda(), reason="needs an NVIDIA GPU with CUDA (on a GPU machine `bash .ci/gpu` runs these)")
 cuda = [pytest.mark.cuda, needs_cuda]
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from .conftest import ROOT, AppServer, json_lines, needs_cuda, run_cli
 
-pytest.importorskip("gradio")
+pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[test]'")
 from gradio_client import Client, handle_file  # noqa: E402
 
 EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
-pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built"), pytest.mark.slow]
+pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo model is not in weights/: run `uavm build-demo`"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ CASES = {
 def test_the_api_answers_as_uavm_predict_does(client, case):
     kwargs, flags = CASES[case]
     got = client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict", include_attention=True, **kwargs)
-    r = run_cli("predict", EXAMPLES[0], "--json", "--device", "cpu", *flags)
+    r = run_cli("predict", EXAMPLES[0], "--json", "--attention", "--device", "cpu", *flags)
     assert r.returncode == 0, r.stderr
     (want,) = json_lines(r.stdout)
     for m in ("audio", "video", "fused"):
@@ -64,7 +64,7 @@ def test_on_a_gpu_the_api_answers_as_uavm_predict_does_there(tmp_path):
                                                      include_attention=True)
     finally:
         app.stop()
-    (want,) = json_lines(run_cli("predict", EXAMPLES[0], "--json", "--device", "cuda", check=True).stdout)
+    (want,) = json_lines(run_cli("predict", EXAMPLES[0], "--json", "--attention", "--device", "cuda", check=True).stdout)
     for m in ("audio", "video", "fused"):
         np.testing.assert_allclose(got[m]["logits"], want[m]["logits"], rtol=1e-5, atol=1e-5)
     for m in want["attention"]:
@@ -95,14 +95,14 @@ def test_a_bad_upload_gets_a_message_and_the_server_goes_on(client, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="the browser tests need Debian's chromium: apt-get install chromium")
 NAMES = ["ambulance siren", "dog howling", "fire truck siren", "playing harpsichord", "playing piano",
          "telephone bell ringing"]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright: pip install -e '.[test]'")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -110,16 +110,13 @@ def test_a_hostile_config_gets_a_one_line_message(tmp_path, tiny_bundle, edit, m
 
 def test_an_enormous_architecture_is_refused_before_anything_is_allocated(tmp_path, tiny_bundle):
     import resource
-    import time
 
     def huge(c):
         c["model"].update(embed_dim=16384, shared_dim=16384, n_specific=64, n_shared=64)  # ~ 1.6 TB in float32
 
-    t = time.time()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     got = _damaged(tmp_path, tiny_bundle, _edit_config(huge))
     assert "do not match the config" in got or "shape" in got
-    assert time.time() - t < 30
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB: nothing big was built
 
 

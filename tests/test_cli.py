@@ -10,7 +10,7 @@ from .conftest import json_lines, run_cli
 @pytest.fixture(scope="module")
 def predicted(media_dir, tiny_bundle):
     clips = [media_dir / "av.mp4", media_dir / "audio_only.wav", media_dir / "silent_video.mp4"]
-    r = run_cli("predict", *clips, "--bundle", tiny_bundle, "--json", "--device", "cpu")
+    r = run_cli("predict", *clips, "--bundle", tiny_bundle, "--json", "--attention", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     return {p["clip"].rsplit("/", 1)[-1]: p for p in json_lines(r.stdout)}
 
@@ -138,7 +138,10 @@ def test_no_default_bundle_and_a_bad_bundle_path_say_so(tmp_path, media_dir):
 def test_a_folder_without_media_is_reported_not_skipped(tmp_path, tiny_bundle):
     (tmp_path / "x.mp4").mkdir()
     r = run_cli("predict", tmp_path / "x.mp4", "--bundle", tiny_bundle, "--json")
-    assert r.returncode == 1 and "not a regular file (a directory)" in r.stderr
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "a folder with no audio or video files in it (looked for .aac" in r.stderr
+    (o,) = json_lines(r.stdout)
+    assert o["clip"] == str(tmp_path / "x.mp4") and "no audio or video files" in o["error"]
 
 
 def test_fifos_and_devices_are_refused_without_being_opened(tmp_path, tiny_bundle):
@@ -207,6 +210,7 @@ def test_an_error_without_a_message_still_gets_one_line(monkeypatch, tiny_bundle
     assert r.returncode == 1 and r.stderr.strip() == "uavm: UAVMError"
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of imports
 def test_a_script_on_standard_input_decodes_clips(media_dir, tiny_bundle):
     import subprocess
     import sys
@@ -217,6 +221,7 @@ def test_a_script_on_standard_input_decodes_clips(media_dir, tiny_bundle):
     assert r.returncode == 0 and r.stdout.strip().startswith("class "), r.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter: seconds of imports
 def test_the_module_entry_point_runs_as_a_user_runs_it(media_dir, tiny_bundle):
     r = run_cli("predict", media_dir / "av.mp4", "--bundle", tiny_bundle, "--json", subprocess_=True)
     assert r.returncode == 0 and json_lines(r.stdout)[0]["fused"] is not None

@@ -74,6 +74,6 @@ def test_the_whole_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     # the evaluation agrees with the one made at build time on the same features
     assert res["fused"]["acc"] == pytest.approx(report["models"]["demo-uavm"]["test"]["fused"]["acc"])
     example = sorted((tmp_path / "w" / "examples").glob("*.mp4"))[0]
-    r = run_cli("predict", example, "--bundle", tmp_path / "w" / "demo-cross-modal", "--json")
+    r = run_cli("predict", example, "--bundle", tmp_path / "w" / "demo-cross-modal", "--json", "--attention")
     (p,) = json_lines(r.stdout)
     assert p["audio"] is None and p["fused"] is not None and "joint" in p["attention"]

@@ -12,7 +12,7 @@ from uavm.demo import corpus
 from .conftest import ROOT, json_lines, run_cli
 
 WEIGHTS = Path(ROOT) / "weights"
-pytestmark = [pytest.mark.skipif(not (WEIGHTS / "demo-uavm" / "config.json").exists(), reason="demo not built"),
+pytestmark = [pytest.mark.skipif(not (WEIGHTS / "demo-uavm" / "config.json").exists(), reason="the demo model is not in weights/: run `uavm build-demo`"),
               pytest.mark.slow]
 FRESH_SEED = 4242  # the demo trained on seed 0, validated on 1, tested on 2; examples use 3
 

@@ -3,7 +3,7 @@ axis, the parts of the model named, the cross-modal joint map's halves, frames a
 import numpy as np
 import pytest
 
-pytest.importorskip("plotly")
+pytest.importorskip("plotly", reason="the figures need plotly: pip install -e '.[test]'")
 from uavm import Pipeline, figures, load_bundle, random_bundle  # noqa: E402
 from uavm.explore import Explorer  # noqa: E402
 from uavm.model import ModelConfig  # noqa: E402

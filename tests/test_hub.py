@@ -250,7 +250,7 @@ def fill_hub_cache(root: Path, repo: str, folder: Path, commit: str = COMMIT) ->
 def hf_offline(tmp_path, monkeypatch):
     """huggingface_hub reads HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported: in this
     process they are set on its constants (the subprocess test sets the variables)."""
-    constants = pytest.importorskip("huggingface_hub.constants")
+    constants = pytest.importorskip("huggingface_hub.constants", reason="needs huggingface_hub (gradio installs it): pip install huggingface_hub")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return tmp_path / "hf"
@@ -307,7 +307,7 @@ def test_malformed_hub_names_are_refused(spec, cache):
 @pytest.fixture
 def uploads(monkeypatch, tmp_path):
     """huggingface_hub's repository calls replaced: what would be uploaded is copied aside."""
-    hf = pytest.importorskip("huggingface_hub")
+    hf = pytest.importorskip("huggingface_hub", reason="needs huggingface_hub (gradio installs it): pip install huggingface_hub")
     seen = {"repos": [], "folders": []}
 
     def create_repo(self, repo_id, private=None, exist_ok=False, **kw):

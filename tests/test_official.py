@@ -354,7 +354,9 @@ def test_logits_from_a_clip_match_the_reference_chain(imported, tmp_path, rng):
     assert out["fused"]["top"][0]["label"] == f"sound, number {int(rf.argmax())}"  # VGGSound '_' shown as ','
 
 
-@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "reference", "labels")), reason="no ../shared")
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "reference", "labels")),
+                    reason="needs the authors' VGGSound and AudioSet label lists (they are not in the repository): "
+                           "the project's reference folder, shared/reference/labels, placed beside this checkout")
 def test_real_label_lists_import_with_their_class_counts(tmp_path):
     from uavm.official import official_labels
 

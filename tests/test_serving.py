@@ -13,11 +13,11 @@ import pytest
 
 from .conftest import ROOT, AppServer, run_cli
 
-pytest.importorskip("gradio")
+pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[test]'")
 from gradio_client import Client, handle_file  # noqa: E402
 
 EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
-pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo weights are not built"), pytest.mark.slow]
+pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo model is not in weights/: run `uavm build-demo`"), pytest.mark.slow]
 DEFAULTS = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]  # /predict after media
 
 
@@ -54,6 +54,22 @@ def upload(url, path, name=None) -> dict:
     return {"path": where, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
 
 
+def descendants(pid: int) -> int:
+    """How many processes descend from ``pid`` (its decoders among them), from /proc."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            parent[int(d.name)] = int(fields[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    count, frontier = 0, {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier}
+        count += len(frontier)
+    return count
+
+
 def served(url) -> bool:
     kind, value = call(url, [upload(url, EXAMPLES[0])] + DEFAULTS)
     return kind == "complete" and value["fused"] is not None
@@ -78,10 +94,9 @@ def test_media_that_gradio_did_not_upload_is_refused_and_the_server_goes_on(serv
     }
     messages = {}
     for what, media in hostile.items():
-        t = time.time()
         kind, msg = call(server.url, [media] + DEFAULTS, timeout=30)
         assert kind == "error" and msg, f"{what}: {kind} {msg!r}"
-        assert "\n" not in msg and time.time() - t < 10, what
+        assert "\n" not in msg, what
         messages[what] = msg
     # no oracle: a file that exists and one that does not get the same answer
     assert messages["FileData of a file never uploaded"].replace(str(secret), "X") == \
@@ -124,10 +139,12 @@ def test_a_cached_request_is_answered_while_slow_hostile_uploads_decode(server, 
     def attack(i):
         done[i] = (call(server.url, [hostile[i]] + DEFAULTS, timeout=300), time.time())
 
+    before = descendants(server.proc.pid)
     threads = [threading.Thread(target=attack, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # the hostile decodes are under way
+    while descendants(server.proc.pid) < before + 2 and any(t.is_alive() for t in threads):
+        time.sleep(0.01)  # until both decode slots hold a hostile decode
     t0 = time.time()
     kind, _ = call(server.url, [mine] + [False if n == "video_on" else d for n, d in zip(NAMES, DEFAULTS)])
     answered = time.time()

@@ -103,7 +103,7 @@ def close_to_float16(a, b):
 
 # -- the answers ---------------------------------------------------------------------------
 def test_each_window_covering_one_clip_gets_that_clips_class_as_fused_top1(corpus_timeline, pipe):
-    assert [w["start"] for w in corpus_timeline.windows] == [0, 5, 10, 15, 20, 25]
+    assert [w["start"] for w in corpus_timeline.windows] == [0, 5, 10, 15, 20]  # 20-30 reaches the end
     for i, c in enumerate(CORPUS):
         w = window_at(corpus_timeline, 10.0 * i)
         assert w["fused"]["top"][0]["label"] == CLASSES[c][0], (10 * i, w["fused"]["top"])
@@ -128,13 +128,34 @@ def test_a_window_answers_as_uavm_predict_start_does(corpus_timeline, corpus_cli
 
 def test_the_last_partial_window_is_padded_as_predict_pads_a_short_tail(pipe, tmp_path):
     clip = demo_clip(tmp_path / "c.mp4", seconds=12, fps=10, size=(64, 96))
-    tl = pipe.timeline(clip, stride=5)
-    assert [w["start"] for w in tl.windows] == [0, 5, 10]
-    ref, mine = pipe.features(clip, start=10), tl.features.window(10)
-    assert len(mine.video) == len(ref.video) == 6
+    tl = pipe.timeline(clip, stride=7)
+    assert [w["start"] for w in tl.windows] == [0, 7]  # 7-17: five seconds of the clip, then padding
+    ref, mine = pipe.features(clip, start=7), tl.features.window(7)
+    assert len(mine.video) == len(ref.video) == 15
     close_to_float16(mine.audio, ref.audio)
-    np.testing.assert_allclose(tl.windows[-1]["fused"]["logits"], pipe.predict(clip, start=10).logits["fused"],
+    np.testing.assert_allclose(tl.windows[-1]["fused"]["logits"], pipe.predict(clip, start=7).logits["fused"],
                                atol=1e-3)
+
+
+@pytest.mark.parametrize("duration,starts", [(60.0, [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50]),
+                                             (60.02, [0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55]),
+                                             (8.0, [0]), (12.0, [0, 5])])
+def test_windows_are_reported_up_to_the_one_that_reaches_the_end_and_none_past_it(duration, starts):
+    from uavm.timeline import reported
+
+    got = [5.0 * i for i in range(40) if reported(5.0 * i, duration, 5.0, 10.0)]
+    assert got == starts
+    assert [s for s in (0.0, 5.0, 10.0) if reported(s, 12.0, 5.0, 2.0)] == [0.0, 5.0, 10.0]  # gaps between windows
+
+
+def test_json_csv_and_the_figure_list_the_same_windows(short_clip, pipe):
+    from uavm import figures
+
+    tl = pipe.timeline(short_clip, stride=1)
+    d = tl.to_dict()
+    fig = figures.timeline(tl)
+    fused = [b for b in fig.data if b.y and b.y[0] == "fused"]
+    assert sum(len(b.base) for b in fused) == len(d["windows"]) == len(tl.rows()) == 3
 
 
 def test_the_file_is_decoded_once_in_one_streamed_pass(pipe, short_clip, monkeypatch):
@@ -143,7 +164,7 @@ def test_the_file_is_decoded_once_in_one_streamed_pass(pipe, short_clip, monkeyp
     monkeypatch.setattr(media, "decode_window", lambda *a, **k: pytest.fail("a window decoded on its own"))
     monkeypatch.setattr(media, "decode_stream", lambda *a, **k: streams.append(a[0]) or real(*a, **k))
     tl = pipe.timeline(short_clip, stride=1)
-    assert len(tl.windows) == 12 and streams == [short_clip]
+    assert len(tl.windows) == 3 and streams == [short_clip]
 
 
 # -- the 3 fps grid --------------------------------------------------------------------------
@@ -196,7 +217,7 @@ def test_digital_silence_in_a_continuing_stream_is_not_missing(holes):
 
 
 def test_an_audio_stream_that_ends_is_missing_after_its_end(holes):
-    assert abs(holes.duration - 44) < 0.1 and holes.windows[-1]["start"] == 42
+    assert abs(holes.duration - 44) < 0.1 and holes.windows[-1]["start"] == 34  # 34-44 reaches the end
     assert "missing" not in window_at(holes, 28)  # [28, 38): two seconds of sound, then padding
     for w in holes.windows:
         if w["start"] >= 30.1:
@@ -268,7 +289,7 @@ def test_cli_json_is_one_object_with_clip_duration_and_windows(short_clip):
     (line,) = r.stdout.splitlines()
     o = json.loads(line)
     assert o["clip"] == str(short_clip) and o["duration"] == pytest.approx(12, abs=0.1)
-    assert [w["start"] for w in o["windows"]] == [0, 4, 8]
+    assert [w["start"] for w in o["windows"]] == [0, 4]
     for w in o["windows"]:
         assert len(w["fused"]["top"]) == 2 and len(w["fused"]["logits"]) == 12 and isinstance(w["agree"], bool)
 

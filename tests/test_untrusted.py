@@ -199,7 +199,7 @@ def test_a_decoder_killed_mid_file_costs_that_file_only(zoo, tiny_bundle):
         time.sleep(0.001)
     t.join(60)
     if not errors:
-        pytest.skip("the decode finished before it could be killed")
+        pytest.skip("the decode finished before it could be killed (a fast machine): nothing to check")
     assert "decoder crashed" in errors[0] and "signal 9" in errors[0]
     # and the next request is served
     assert media.decode_window(zoo["h264.mp4"][0], 0, 10, SR, 3, 224).wav.size >= 2 * SR

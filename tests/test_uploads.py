@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-pytest.importorskip("gradio")
+pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[test]'")
 
 
 def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_path):
@@ -62,18 +62,22 @@ def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
             overtaken[i] = superseded()
             order.append(i)
 
+    def until(cond):  # waits on the queue's own state, never on the clock
+        deadline = time.time() + 60
+        while not cond() and time.time() < deadline:
+            time.sleep(0.001)
+        assert cond()
+
     threads = [threading.Thread(target=request, args=(0, True))]
     threads[0].start()
-    time.sleep(0.2)
+    until(lambda: q._sessions.get("s1", {}).get("busy"))
     for i in (1, 2, 3):
         threads.append(threading.Thread(target=request, args=(i,)))
         threads[-1].start()
-        time.sleep(0.1)
+        until(lambda i=i: q._sessions["s1"]["seen"] == i + 1)  # it has arrived: the next comes after it
     with q.turn("s2") as superseded:  # another session is not held up
         assert not superseded()
-    deadline = time.time() + 10
-    while len(order) < 2 and time.time() < deadline:
-        time.sleep(0.01)
+    until(lambda: len(order) >= 2)
     assert order == [1, 2]  # stale while waiting: they left while 0 still held the session, holding no thread
     gate.set()
     for t in threads:
@@ -136,6 +140,7 @@ def test_every_page_handler_that_names_the_request_is_given_it():
     assert session_of(None, "explore") is None and session_of(gr.Request(), "explore") is None
 
 
+@pytest.mark.slow  # a fresh interpreter importing gradio: seconds
 @pytest.mark.parametrize("env,want", [(None, "False"), ("True", "True")])
 def test_the_app_sends_no_telemetry_unless_the_user_asks(env, want):
     import subprocess

@@ -21,13 +21,35 @@ def installed(tmp_path_factory):
                         str(ROOT)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     (whl,) = (d / "dist").glob("uavm-*.whl")
-    # the dependencies (torch, gradio, ...) come from this interpreter; uavm only from the wheel
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(d / "env")
+    # the dependencies (torch, gradio, ...) are this interpreter's, wherever they live (the
+    # system's, a venv's, a conda env's, the user's site): its site folders are listed in a
+    # .pth of the child's own site folder, which comes first, so uavm is only the wheel's.
+    # (system_site_packages would see the BASE interpreter's packages: inside a venv, not
+    # the venv's, and the wheel then finds no torch.)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(d / "env")
     py = d / "env" / "bin" / "python"
+    child_site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+    (child_site / "parent-site-packages.pth").write_text("\n".join(parent_site_folders()) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
                         str(whl)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     return py, d
+
+
+def parent_site_folders() -> list:
+    """Where this interpreter's installed packages are: its site folders and its user site."""
+    import site
+    import sysconfig
+
+    found = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    if site.ENABLE_USER_SITE:
+        found.append(site.getusersitepackages())
+    out = []
+    for f in found:
+        if f not in out and Path(f).is_dir():
+            out.append(f)
+    return out
 
 
 def run(py, *args, cwd):

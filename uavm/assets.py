@@ -50,3 +50,32 @@ def default_bundle() -> Path:
 def examples() -> list:
     d = weights_dir()
     return sorted((d / "examples").glob("*.mp4")) if d else []
+
+
+def install_hint(extra: str) -> str:
+    """The command that adds ``extra`` (app, analyze, test) to this installation: from the
+    checkout or file uavm was installed from (it is not on a package index), else the extra's
+    own requirements by name, which work however uavm was installed."""
+    import urllib.parse
+    from importlib import metadata
+
+    where, editable = None, False
+    try:
+        for dist in metadata.distributions(name="uavm"):
+            url = json.loads(dist.read_text("direct_url.json") or "null")
+            if isinstance(url, dict) and str(url.get("url", "")).startswith("file://"):
+                where = Path(urllib.parse.unquote(urllib.parse.urlparse(url["url"]).path))
+                editable = bool((url.get("dir_info") or {}).get("editable"))
+                break
+    except (OSError, ValueError):
+        pass
+    if where is None and (_HERE.parent / "pyproject.toml").is_file():  # run from a checkout
+        where, editable = _HERE.parent, True
+    if where is not None and where.exists():
+        return f"pip install {'-e ' if editable else ''}'{where}[{extra}]'"
+    try:
+        reqs = [r.split(";")[0].strip() for r in metadata.requires("uavm") or []
+                if f'extra == "{extra}"' in r.replace("'", '"')]
+    except metadata.PackageNotFoundError:
+        reqs = []
+    return "pip install " + " ".join(f"'{r}'" for r in reqs) if reqs else f"pip install 'uavm[{extra}]'"

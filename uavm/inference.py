@@ -54,7 +54,8 @@ class Prediction:
         order = np.argsort(-s, kind="stable")[:k]
         return [{"label": self.labels[i].name, "index": int(i), "score": float(s[i])} for i in order]
 
-    def to_dict(self, top_k: int = 5, attention: bool = True) -> dict:
+    def to_dict(self, top_k: int = 5, attention: bool = False) -> dict:
+        """`uavm predict --json`'s object (and the API's): the attention maps only when asked."""
         d = {}
         for m in ("audio", "video", "fused"):
             z = self.logits.get(m)

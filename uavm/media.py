@@ -83,6 +83,28 @@ class MediaInfo:
     container: str = ""  # the demuxer FFmpeg chose (one of DEMUXERS)
 
 
+# what a file that is not media usually is, from its first bytes: said in the refusal
+_NOT_MEDIA = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+              (b"BM", "a BMP image"), (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"),
+              (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (a .docx, .apk, ... or a .zip)"),
+              (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"Rar!", "a RAR archive"),
+              (b"\x7fELF", "a program"), (b"{", "text (JSON?)"), (b"<", "text (HTML or XML?)"))
+
+
+def not_media(head: bytes) -> str:
+    """What the first bytes of a file that FFmpeg refused say it is, in words ("" if unknown)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"msf1"):
+        return "a HEIF/AVIF image"
+    for magic, what in _NOT_MEDIA:
+        if head.startswith(magic):
+            return what
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "a text file"
+    return ""
+
+
 def _open(path):
     import av
 
@@ -96,7 +118,15 @@ def _open(path):
         # an absolute path: a name like "http:x" or "pipe:0" is a file here, never a protocol
         return av.open(os.path.abspath(p), options=dict(FFMPEG_OPTIONS))
     except Exception as e:  # PyAV raises many kinds: all mean "not a media file we can read"
-        raise MediaError(f"{path}: not a readable audio or video file ({type(e).__name__})") from None
+        what = not_media(head)
+        if what:
+            why = f"it is {what}" + ("; a still image is not a clip: give a video or a sound file"
+                                     if what.endswith("image") else "")
+        elif type(e).__name__ == "ArgumentError":  # FFmpeg knows the format, the whitelist refuses it
+            why = "its format is not one of the self-contained audio and video containers read here"
+        else:
+            why = "FFmpeg does not recognise it as audio or video (damaged, or another kind of file)"
+        raise MediaError(f"{path}: not a readable audio or video file: {why}") from None
 
 
 def probe(path) -> MediaInfo:

@@ -85,6 +85,15 @@ def check_timeline(stride, window, clip_seconds: float) -> tuple:
     return stride, window
 
 
+def reported(start: float, duration: float, stride: float, window: float) -> bool:
+    """Is the window at ``start`` one of the timeline's answers? The first always is; each
+    later one while the window before it ends before the clip does, so that every second
+    of the clip is in some window and no window holds only what an earlier one covered
+    (or only padding). JSON, CSV, the figure and the page all list exactly these."""
+    eps = 1e-6
+    return start == 0 or (start < duration - eps and start - stride + window < duration - eps)
+
+
 class _Spool:
     """Bytes appended and read back by offset: in memory up to ``memory_mb``, then in an
     unnamed temporary file (gone when closed, or when the process ends)."""
@@ -379,7 +388,8 @@ class Timeline:
 
 def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, top_k: int = 3, progress=None,
              lock=None, batch: int = 8, spool_mb: float = SPOOL_MB) -> Timeline:
-    """Windows start at 0, stride, 2 * stride, ... while start < the clip's duration; each gets
+    """Windows start at 0, stride, 2 * stride, ... (those ``reported`` says: up to the one that
+    reaches the clip's end); each gets
     the audio-only, video-only and fused prediction of ``pipe`` (a ``uavm.Pipeline``).
 
     ``window``: seconds (default the model's window). ``progress(done_s, total_s)`` hears how
@@ -431,7 +441,7 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
                     s = start_of(n)
                     first = int(round(s * sr))
                     if item.last:
-                        if s >= clip.duration:
+                        if not reported(s, clip.duration, stride, window):
                             break
                     elif first + want > int(round(item.until * sr)) or s >= (clip.info.duration or math.inf):
                         break
@@ -458,7 +468,7 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
 
     t = time.perf_counter()
     with one_core_free():
-        windows, preds = _answers(pipe, clip, [start_of(i) for i in range(n)], window, top_k, lock)
+        windows, preds = _answers(pipe, clip, [start_of(i) for i in range(n)], stride, window, top_k, lock)
     stats["model_s"] = time.perf_counter() - t
     stats["total_s"] = time.perf_counter() - t_start
     stats["video_s"] = clip._video_s
@@ -466,10 +476,10 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
     return Timeline(str(path), clip.duration, stride, window, top_k, windows, preds, clip.gaps(), clip, stats)
 
 
-def _answers(pipe, clip: ClipFeatures, starts: list, window: float, top_k: int, lock) -> tuple:
+def _answers(pipe, clip: ClipFeatures, starts: list, stride: float, window: float, top_k: int, lock) -> tuple:
     """Each window's answer (a dict of the ``to_dict`` form) and Prediction (or None)."""
     windows, preds = [], []
-    for s in [s for s in starts if s < clip.duration]:  # a container may say less than it holds
+    for s in [s for s in starts if reported(s, clip.duration, stride, window)]:
         f = clip.window(s, window)
         w, pred = {"start": s, "audio": None, "video": None, "fused": None, "agree": None}, None
         if f.audio is None and f.video is None:

@@ -16,17 +16,20 @@ MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", "
 
 def add(sub) -> None:
     s = sub.add_parser("predict", help="audio-only, video-only and fused predictions for clips or features")
-    s.add_argument("clips", nargs="*", metavar="CLIP")
+    s.add_argument("clips", nargs="*", metavar="CLIP", help="media files or folders of them (any file with an audio "
+                   "and/or a video stream)")
     add_bundle_options(s)
     s.add_argument("--audio-features", metavar="A.npy", help="(T, D) audio features, before L2 normalisation")
     s.add_argument("--video-features", metavar="V.npy", help="(T, D) video features, before L2 normalisation")
     s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
     s.add_argument("--no-video", action="store_true", help="treat the video as missing")
-    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start (default 0)")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start")
     s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span (clip seconds)")
     s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span")
-    s.add_argument("--top-k", type=int, default=5)
+    s.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per prediction")
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
+    s.add_argument("--attention", action="store_true", help="with --json: every layer's and head's attention maps "
+                   "too (about 0.9 MB per clip for the demo; the API's include_attention)")
     s.add_argument("--device", **DEVICE)
     s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, metavar="CLIPS",
@@ -36,27 +39,34 @@ def add(sub) -> None:
     s.set_defaults(fn=predict)
 
     s = sub.add_parser("features", help="write OUT/<stem>.audio.npy and OUT/<stem>.video.npy")
-    s.add_argument("clips", nargs="*", metavar="CLIP")
+    s.add_argument("clips", nargs="*", metavar="CLIP", help="media files")
     s.add_argument("--manifest", metavar="LIST", help="a clip list (JSON, as `uavm evaluate --data` reads): "
                    "resumable, sharded under torchrun, and OUT/features.json for `uavm train`")
     add_bundle_options(s)
-    s.add_argument("--out", required=True)
-    s.add_argument("--start", type=float, default=0.0)
+    s.add_argument("--out", required=True, metavar="OUTDIR", help="folder for the .npy files")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start")
     s.add_argument("--device", **DEVICE)
     s.add_argument("--precision", **PRECISION)
     s.set_defaults(fn=features)
 
 
-def expand_clips(items) -> list:
-    """Files as given; folders become their media files (by extension), sorted. A folder
-    with none stays as it is, so that it is reported (not a regular file), never skipped."""
-    out = []
+def expand_clips(items) -> tuple:
+    """-> (clips, problems): files as given; folders become their media files (by extension,
+    in subfolders too), sorted. A folder with none is a problem (folder, UAVMError) to report
+    with the clips' own failures, never skipped in silence."""
+    out, problems = [], []
     for it in items:
         p = Path(it)
-        found = sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT) \
-            if p.is_dir() else []
-        out += found or [str(it)]
-    return out
+        if not p.is_dir():
+            out.append(str(it))
+            continue
+        found = sorted(str(q) for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_EXT)
+        if not found:
+            problems.append((str(it), UAVMError(
+                f"{it}: a folder with no audio or video files in it (looked for {', '.join(sorted(MEDIA_EXT))}, "
+                "in its subfolders too)")))
+        out += found
+    return out, problems
 
 
 def _load_npy(path, what):
@@ -87,12 +97,14 @@ def predict(a) -> int:
 
     if not a.clips and a.audio_features is None and a.video_features is None:
         err("give clips, or --audio-features / --video-features")
-        return 2
+        return 1
     # the same checks, and the same messages, as the app's API
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision, compile=a.compile)
     check_top_k(a.top_k, len(pipe.bundle.labels))
-    clips = expand_clips(a.clips)
+    clips, problems = expand_clips(a.clips)
+    for name, e in problems:
+        clip_failed(name, e, a.json)
 
     def from_features():
         af = _load_npy(a.audio_features, "audio") if a.audio_features and not a.no_audio else None
@@ -119,11 +131,11 @@ def predict(a) -> int:
             clip_failed(name, pred, a.json)
             continue
         if a.json:
-            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k)}, allow_nan=False),
+            print(json.dumps({"clip": str(name), "start": a.start, **pred.to_dict(a.top_k, attention=a.attention)}, allow_nan=False),
                   flush=True)
         else:
             _print_human(str(name), pred, a.top_k)
-    return 1 if failed else 0
+    return 1 if failed or problems else 0
 
 
 def features(a) -> int:
@@ -136,11 +148,11 @@ def features(a) -> int:
 
     if bool(a.clips) == bool(a.manifest):
         err("give either clips or --manifest LIST")
-        return 2
+        return 1
     clashes = stem_collisions(a.clips)
     if clashes:
         err(f"{clashes[0]} share a file name stem: their features would overwrite each other in {a.out}")
-        return 2
+        return 1
     # under torchrun each rank extracts its shard; gloo is enough, only the failure lists travel
     with distributed.joined(pick_device(a.device), backend="gloo") as device:
         pipe = Pipeline(load_bundle(bundle_of(a)), device, a.precision)

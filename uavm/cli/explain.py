@@ -14,13 +14,13 @@ BARS = " ▁▂▃▄▅▆▇█"
 
 def add(sub) -> None:
     s = sub.add_parser("explain", help="occlusion over time, modality contribution and attention rollout per clip")
-    s.add_argument("clips", nargs="+", metavar="CLIP")
+    s.add_argument("clips", nargs="+", metavar="CLIP", help="media files or folders of them")
     add_bundle_options(s)
     s.add_argument("--target", default="fused", metavar="fused|audio|video|LABEL",
                    help="the class explained: the fused top-1 (default), a pass's top-1, or a label (name or mid)")
-    s.add_argument("--window", type=float, default=1.0, metavar="SECONDS", help="occluded span (default 1)")
-    s.add_argument("--stride", type=float, default=0.5, metavar="SECONDS", help="step between spans (default 0.5)")
-    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start (default 0)")
+    s.add_argument("--window", type=float, default=1.0, metavar="SECONDS", help="occluded span")
+    s.add_argument("--stride", type=float, default=0.5, metavar="SECONDS", help="step between spans")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start")
     s.add_argument("--no-audio", action="store_true", help="treat the audio as missing")
     s.add_argument("--no-video", action="store_true", help="treat the video as missing")
     s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span first")
@@ -80,7 +80,9 @@ def explain(a) -> int:
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
     check_occlusion(a.window, a.stride, pipe.pre.clip_seconds)
     label_index(check_target(a.target), pipe.bundle.labels)
-    clips = expand_clips(a.clips)
+    clips, problems = expand_clips(a.clips)
+    for name, e in problems:
+        clip_failed(name, e, a.json)
     show = progress(len(clips), "explain", enabled=len(clips) > 1 and sys.stderr.isatty(), unit=" clips")
     failed = 0
     for i, clip in enumerate(clips):
@@ -97,4 +99,4 @@ def explain(a) -> int:
             print(json.dumps(d, allow_nan=False), flush=True)
         else:
             _print_human(d)
-    return 1 if failed else 0
+    return 1 if failed or problems else 0

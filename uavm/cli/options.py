@@ -7,7 +7,8 @@ from dataclasses import MISSING, fields
 
 
 def add_fields(parser: argparse.ArgumentParser, cls, names, defaults: dict | None = None) -> None:
-    """``--field-name`` for each of ``names`` (a True boolean becomes ``--no-field-name``)."""
+    """``--field-name`` for each of ``names`` (a True boolean becomes ``--no-field-name``); the
+    help formatter (``uavm.cli.Help``) adds the defaults."""
     by_name = {f.name: f for f in fields(cls)}
     for name in names:
         f = by_name[name]
@@ -21,12 +22,10 @@ def add_fields(parser: argparse.ArgumentParser, cls, names, defaults: dict | Non
             else:
                 parser.add_argument(flag, action="store_true", help=help)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=type(default[0]), nargs=len(default), default=default,
-                                help=f"{help} (default {' '.join(map(str, default))})")
+            parser.add_argument(flag, type=type(default[0]), nargs=len(default), default=default, help=help)
         else:
             kind = type(f.default) if f.default is not MISSING and f.default is not None else str
-            parser.add_argument(flag, type=kind, default=default, choices=f.metadata.get("choices"),
-                                help=help + ("" if default is None else f" (default {default})"))
+            parser.add_argument(flag, type=kind, default=default, choices=f.metadata.get("choices"), help=help)
 
 
 def field_values(args, cls, names) -> dict:

@@ -5,8 +5,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..model import ModelConfig
-from ..train.trainer import Recipe
+from ..config import ModelConfig
+from ..train.recipe import Recipe
 from .options import DEVICE, add_bundle_options, add_fields, bundle_of, field_values
 
 ARCH = ("kind", "n_specific", "n_shared", "embed_dim", "shared_dim", "num_heads")
@@ -16,9 +16,9 @@ RECIPE = ("epochs", "batch_size", "lr", "lr_decay", "lr_decay_start", "mixup", "
 
 def add(sub) -> None:
     s = sub.add_parser("synth", help="generate the labelled audio-visual event corpus (uavm.demo.corpus)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--clips-per-class", type=int, default=10)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the clips and clips.json")
+    s.add_argument("--clips-per-class", type=int, default=10, metavar="N", help="clips of each class")
+    s.add_argument("--seed", type=int, default=0, help="seed of the clips")
     s.add_argument("--split", default="train", help="a name that also enters the clips' seeds")
     s.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     s.set_defaults(fn=synth)
@@ -29,7 +29,7 @@ def add(sub) -> None:
     s.add_argument("--labels", required=True, help="label CSV: index,mid,display_name")
     s.add_argument("--out", required=True, help="bundle folder; holds checkpoint.pt while training (resumed)")
     s.add_argument("--extractors", help="bundle or extractor set whose extractors the bundle will use")
-    s.add_argument("--dataset", choices=["vggsound", "audioset", "other"])
+    s.add_argument("--dataset", choices=["vggsound", "audioset", "other"], help="what the bundle says it was trained on")
     add_fields(s, ModelConfig, ARCH)
     add_fields(s, Recipe, RECIPE + ("audio_weight", "balanced", "seed"), defaults={"loss": None})
     s.add_argument("--workers", type=int, metavar="N", help="processes reading feature files ahead of the steps "
@@ -42,7 +42,7 @@ def add(sub) -> None:
     s = sub.add_parser("evaluate", help="audio-only, video-only and fused accuracy and mAP")
     add_bundle_options(s)
     s.add_argument("--data", required=True, help="feature data file, clip list, or a folder with either")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object")
     s.add_argument("--device", **DEVICE)
     s.set_defaults(fn=evaluate)
 
@@ -50,7 +50,7 @@ def add(sub) -> None:
     s.add_argument("--out", help="where the bundles go (default: the weights/ folder the demo is loaded from)")
     s.add_argument("--work", help="scratch folder for corpora and features (default: a new temp folder)")
     s.add_argument("--tiny", action="store_true", help="a seconds-long run of the same recipe (for tests)")
-    s.add_argument("--workers", type=int, default=0)
+    s.add_argument("--workers", type=int, default=0, help="processes making clips (0: all cores)")
     s.set_defaults(fn=build_demo)
 
     s = sub.add_parser("analyze", help="the paper's analyses: probe, retrieval, attention, sweep (CSV + HTML)")
@@ -61,9 +61,9 @@ def add(sub) -> None:
         if data:
             s.add_argument("--data", required=True, help="feature data file, a folder with features.json, or a "
                            "labelled clip list (extracted with the bundle's extractors into OUT/features)")
-        s.add_argument("--out", required=True)
-        s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+        s.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV and HTML")
+        s.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+        s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the networks run")
 
     s = what.add_parser("probe", help="modality probe per layer, coefficients, t-SNE (Fig. 3)")
     common(s)
@@ -71,7 +71,7 @@ def add(sub) -> None:
     s = what.add_parser("retrieval", help="audio-to-video retrieval recall@k per layer (Fig. 4)")
     common(s)
     s.add_argument("--per-class", type=int, default=5, help="clips per class in the subset (the paper: 5)")
-    s.add_argument("--k", type=int, nargs="+", default=[5, 10])
+    s.add_argument("--k", type=int, nargs="+", default=[5, 10], help="recall at these k")
     s = what.add_parser("attention", help="A-V attention difference per layer, per-head temporal attention (Fig. 5)")
     common(s)
     s.add_argument("--clip", default="0", help="index or name of the clip for the temporal heatmap")
@@ -82,8 +82,8 @@ def add(sub) -> None:
     s.add_argument("--val", required=True, help="feature data file to evaluate on")
     s.add_argument("--labels", help="label CSV (default: the bundle's labels)")
     s.add_argument("--kinds", nargs="+", default=["unified", "independent"],
-                   choices=["unified", "independent", "cross_modal"])
-    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+                   choices=["unified", "independent", "cross_modal"], help="the model kinds compared")
+    s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="each run is repeated with these seeds")
     s.add_argument("--shared-dim", type=_nums(int), help="S_dim values, e.g. '16,64,256,1024'")
     s.add_argument("--n-shared", type=_nums(int), help="Ns values; N = --layers - Ns")
     s.add_argument("--audio-weight", type=_nums(float), help="lambda_MT values")
@@ -198,7 +198,9 @@ def analyze(a) -> int:
 
     lacking = [m for m, mod in (("scikit-learn", "sklearn"), ("plotly", "plotly")) if not importlib.util.find_spec(mod)]
     if lacking:
-        raise UAVMError(f"uavm analyze needs {' and '.join(lacking)}: pip install 'uavm[analyze]'")
+        from ..assets import install_hint
+
+        raise UAVMError(f"uavm analyze needs {' and '.join(lacking)}: {install_hint('analyze')}")
     from ..analysis import report
 
     Path(a.out).mkdir(parents=True, exist_ok=True)

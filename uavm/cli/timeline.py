@@ -11,13 +11,13 @@ from .options import DEVICE, add_bundle_options, bundle_of
 
 def add(sub) -> None:
     s = sub.add_parser("timeline", help="audio-only, video-only and fused answers window by window over a long clip")
-    s.add_argument("clip", metavar="CLIP")
+    s.add_argument("clip", metavar="CLIP", help="a media file, as long as you like (up to $UAVM_MAX_DURATION)")
     add_bundle_options(s)
-    s.add_argument("--stride", type=float, default=5.0, metavar="SECONDS", help="between window starts (default 5)")
+    s.add_argument("--stride", type=float, default=5.0, metavar="SECONDS", help="between window starts")
     s.add_argument("--window", type=float, default=None, metavar="SECONDS",
                    help="window length, at most the model's (default: the model's, 10 s; a shorter one is "
                         "analysed as a clip that long, padded as the model pads)")
-    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--top-k", type=int, default=3, metavar="K", help="classes listed per window and pass")
     out = s.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object: clip, duration, windows, ...")
     out.add_argument("--csv", action="store_true", help="one row per window: each top-1, agree, missing")

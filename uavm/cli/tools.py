@@ -1,4 +1,4 @@
-"""Tools and the app: bench, soak, app."""
+"""Tools: bench, soak."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ def add(sub) -> None:
     s.add_argument("--explain", action="store_true", help="`uavm explain` instead: its time on one clip, and how "
                    "often its peaks fall inside the events of generated clips (docs/explain.md)")
     s.add_argument("--seed", type=int, default=0, help="with --explain: the generated clips' seed")
-    s.add_argument("--repeat", type=int, default=5)
+    s.add_argument("--repeat", type=int, default=5, help="timed repetitions of each stage")
     s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
     s.add_argument("--agreement", type=int, metavar="CLIPS", help="instead: compare --precision's answers with "
@@ -26,18 +26,16 @@ def add(sub) -> None:
     s.add_argument("--compile", action="store_true", help="torch.compile the backbones (compile time in cold start)")
     s.add_argument("--page", action="store_true", help="instead: what a user waits for in the browser (launches the "
                    "app and Debian's chromium through Playwright; toggles = 4 x --repeat)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(fn=bench)
 
     s = sub.add_parser("soak", help="load-test a fresh app on loopback and report its memory")
     s.add_argument("clips", nargs="*", help="clips to send (default: the example clips)")
-    s.add_argument("--sequential", type=int, default=300)
-    s.add_argument("--concurrent", type=int, default=8)
+    s.add_argument("--sequential", type=int, default=300, help="requests one after another")
+    s.add_argument("--concurrent", type=int, default=8, help="clients at once")
     s.add_argument("--rounds", type=int, default=5, help="requests per concurrent client")
     s.add_argument("--fresh", type=int, default=300, help="one-shot clients, each a new session")
     s.set_defaults(fn=soak)
-
-    sub.add_parser("app", help="launch the browser app (uavm app --help)", add_help=False)
 
 
 def bench(a) -> int:
@@ -102,15 +100,4 @@ def soak(a) -> int:
 
     print(json.dumps(soak(a.clips or [str(c) for c in examples()], a.sequential, a.concurrent, a.rounds, a.fresh),
                      indent=1))
-    return 0
-
-
-def app(argv: list) -> int:
-    # the app sits above the library: this is the one place that imports it
-    try:
-        from ..app import main as app_main
-    except ImportError as e:
-        print(f"uavm: the app needs its extras: pip install 'uavm[app]' ({e})", file=sys.stderr)
-        return 1
-    app_main(argv)
     return 0

@@ -3,12 +3,22 @@ recipe, the paper's metrics, and the same commands under torchrun.
 
     data.py         feature data files and clip lists, FeatureSet, feature extraction to files
     metrics.py      top-1 accuracy and mAP
-    trainer.py      Recipe, Trainer (Algorithm 1), evaluate
+    recipe.py       Recipe: the released training recipe as data
+    trainer.py      Trainer (Algorithm 1), evaluate
     distributed.py  torchrun: process groups, shards, barriers
-"""
-from .data import DataError, FeatureSet, extract_features, feature_data, read_datafile
-from .metrics import average_precision, metrics
-from .trainer import Recipe, Trainer, evaluate, predict_set
 
-__all__ = ["DataError", "FeatureSet", "Recipe", "Trainer", "average_precision", "evaluate", "extract_features",
-           "feature_data", "metrics", "predict_set", "read_datafile"]
+Names are imported on first use, so that ``uavm.train.recipe`` (the command line's options)
+does not load torch.
+"""
+import importlib
+
+_EXPORTS = {"DataError": "data", "FeatureSet": "data", "extract_features": "data", "feature_data": "data",
+            "read_datafile": "data", "average_precision": "metrics", "metrics": "metrics", "Recipe": "recipe",
+            "Trainer": "trainer", "evaluate": "trainer", "predict_set": "trainer"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'uavm.train' has no attribute {name!r}")
