@@ -3,6 +3,12 @@
 ``app/`` draws; ``uavm/`` thinks. Every request goes through one shared Explorer per
 model (content-keyed caches), so toggling a modality or changing the layer reuses the
 decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches it.
+
+    layout.py   the page's components and events (build_app)
+    page.py     what each event does: Settings -> outputs by name
+    api.py      the HTTP API (/predict, /timeline)
+    serving.py  uploads, checked requests, models and locks, sessions, logins
+    page.js, page.css   the page's script and styles
 """
 from __future__ import annotations
 
@@ -17,11 +23,12 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from uavm.assets import demo_bundles
-from uavm.assets import examples as example_clips
 from uavm.settings import settings
 
+from .layout import App, build_app
 from .serving import Uploads, credentials, loopback
-from .ui import build_app
+
+__all__ = ["App", "build_app", "find_bundles", "serve"]
 
 
 def find_bundles(extra=(), models=(), mirror=None) -> dict:
@@ -56,7 +63,8 @@ def serve(a) -> None:
         print(f"uavm app: WARNING: serving on {where} without a login: anyone who can reach it can upload "
               f"clips and use this machine's CPU/GPU. Add --auth USER:PASS (or $UAVM_AUTH).",
               file=sys.stderr, flush=True)
-    demo = build_app(find_bundles(a.bundle, a.model, a.mirror), a.device)
+    app = build_app(find_bundles(a.bundle, a.model, a.mirror), a.device)
+    demo = app.blocks
     cap = int(s.upload_cache_mb * 2**20)
     uploads = Uploads()
 
@@ -64,7 +72,7 @@ def serve(a) -> None:
         while True:
             time.sleep(15)
             try:
-                dropped = demo.uavm_sessions.sweep(getattr(demo, "state_holder", None))
+                dropped = app.sessions.sweep(getattr(demo, "state_holder", None))
                 freed = uploads.trim(cap)
                 if dropped or freed:
                     print(f"uavm app: dropped {dropped} idle API sessions, freed {freed / 2**20:.0f} MiB of uploads",
@@ -78,9 +86,7 @@ def serve(a) -> None:
     try:
         demo.queue(default_concurrency_limit=16, max_size=256).launch(
             server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb",
-            show_error=True, quiet=True, prevent_thread_lock=True,
-            **{**demo.uavm_launch, "allowed_paths": [str(Path(p).parent) for p in example_clips()[:1]]
-               + demo.uavm_launch.get("allowed_paths", [])})
+            show_error=True, quiet=True, prevent_thread_lock=True, **app.launch)
     except OSError as e:  # the port was taken after the check, or the share link failed
         raise InputError(f"cannot serve on {a.host}:{a.port}: {e}".split(". You can")[0]) from None
     # Gradio's own banner speaks of launch() arguments; a command-line user has flags

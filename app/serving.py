@@ -1,6 +1,6 @@
-"""What makes the app safe to share: the one door for uploads, handlers whose failures
-are one line, the models behind one lock with bounded decoding, idle API sessions
-dropped, logins. The UI (``app/__init__.py``) only draws."""
+"""What makes the app safe to share: the one door for uploads, requests checked once
+(``Query``), handlers whose failures are one line, the models behind one lock with bounded
+decoding, idle API sessions dropped, logins. The page (``page.py``, ``layout.py``) draws."""
 from __future__ import annotations
 
 import functools
@@ -10,15 +10,18 @@ import os
 import stat
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import gradio as gr
 
 from uavm import load_bundle
-from uavm.errors import InputError, UAVMError, one_line
+from uavm.errors import InputError, UAVMError, flag, one_line
 from uavm.explore import Explorer, file_digest
-from uavm.inference import Pipeline
+from uavm.inference import Pipeline, check_top_k, check_window
 from uavm.media import Limits, probe_isolated
+from uavm.settings import settings
 
 
 class Uploads:
@@ -158,6 +161,55 @@ class Models:
             with self.decode_slots:
                 self._digests[key] = probe_isolated(path, self.limits).duration or 0.0
         return self._digests[key]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One analysis request of a client (the page or the API), checked once: the upload is a
+    file of the upload folder, the numbers are in range, the model is one of the server's."""
+
+    path: str
+    start: float
+    audio: bool
+    video: bool
+    mute: Optional[tuple]
+    blank: Optional[tuple]
+    model: str
+    top_k: int
+
+
+class Server:
+    """What every handler of one app shares: the models (one lock, bounded decodes), the door
+    for uploads, the API sessions, the order of each page's requests."""
+
+    def __init__(self, bundles: dict, device: str = "auto"):
+        if not bundles:
+            raise UAVMError("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
+        self.names, self.device = list(bundles), device
+        self.models = Models(bundles, device, decode_slots=settings().decode_slots)
+        self.uploads = Uploads()
+        self.sessions = ApiSessions()
+        self.in_order = InOrder()
+
+    def query(self, media, start=0.0, audio=True, video=True, mute=None, blank=None, model=None, top_k=5,
+              api=False) -> Query:
+        """A client's values -> a Query (InputError, one line, for anything wrong)."""
+        audio, video = flag("audio_on", audio), flag("video_on", video)
+        start, mute, blank = check_window(start, mute, blank)
+        ex = self.models.get(self.names[0] if model is None else model)
+        top_k = check_top_k(top_k, len(ex.pipe.bundle.labels))
+        path = self.uploads.from_api(media) if api else self.uploads.check(media)
+        return Query(path, start, audio, video, mute, blank, model or self.names[0], top_k)
+
+    def analyze(self, q: Query, progress=None):
+        """-> (Analysis, Explorer) of the query; the server's paths never in a message."""
+        try:
+            ex = self.models.get(q.model)
+            an = ex.run(q.path, q.start, q.audio, q.video, q.mute, q.blank, digest=self.models.digest(q.path),
+                        progress=progress)
+        except UAVMError as e:
+            raise InputError(public_message(e, q.path)) from None
+        return an, ex
 
 
 class ApiSessions:

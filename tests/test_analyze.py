@@ -261,4 +261,8 @@ def test_analyze_without_scikit_learn_says_what_to_install(sets, tmp_path, monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
     assert cli.main(["analyze", "probe", "--bundle", str(sets["plain"]), "--data", str(sets["apart"]),
                      "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err.strip() == "uavm: uavm analyze needs scikit-learn: pip install 'uavm[analyze]'"
+    from uavm.assets import install_hint
+
+    hint = install_hint("analyze")  # from the checkout (or file) uavm came from, else the packages by name
+    assert capsys.readouterr().err.strip() == f"uavm: uavm analyze needs scikit-learn: {hint}"
+    assert hint.startswith("pip install ") and ("[analyze]'" in hint or "scikit-learn" in hint)

@@ -125,14 +125,26 @@ def labels_have_scores(page, which="fused"):
                            timeout=60_000)
 
 
+def settled(page, timeout=60_000):
+    """Every analysis request the page has sent is answered (or skipped as overtaken): the
+    page's own count (page.js), so no test waits on the clock."""
+    page.wait_for_function("() => window.uavm && window.uavm.settled()", timeout=timeout)
+
+
 def settled_without_scores(page, which="fused"):
-    """The results cleared, and still cleared a moment later (an answer overtaken in flight
-    may land and be corrected: the page's final state is what counts)."""
-    for _ in range(2):
-        page.wait_for_function(f"() => !(document.querySelector('#label-{which}')?.innerText || '').includes('%')",
-                               timeout=10_000)
-        page.wait_for_timeout(500)
+    """The results cleared once every request is answered (an answer overtaken in flight may
+    land and be corrected: the page's final state is what counts)."""
+    settled(page)
     assert "%" not in page.locator(f"#label-{which}").inner_text()
+
+
+def open_tab(page, name):
+    """A results tab by name; on a phone the last ones sit behind Gradio's "More tabs"."""
+    tab = page.locator("#results .tab-container:not(.visually-hidden) button[role=tab]", has_text=name)
+    if not tab.count():
+        page.locator("#results button[aria-label='More tabs']").click()
+        tab = page.locator("#results .overflow-dropdown button", has_text=name)
+    tab.first.click()
 
 
 def error_badges(page) -> int:
@@ -225,7 +237,15 @@ def test_in_a_browser_every_rough_edge_of_the_explorer(server, browser, media_di
     got = {Path(h.split("?")[0]).suffix: urllib.request.urlopen(h).read() for h in links}
     answer = json.loads(got[".json"])
     assert answer["fused"]["top"][0]["label"] == "ambulance siren" and "attention" in answer
-    assert got[".html"].startswith(b"<!doctype html>") and b"plotly" in got[".html"]
+    report = got[".html"].decode()
+    assert report.startswith("<!doctype html>") and "plotly" in report
+    # a report that stands alone: its title and heading name the clip and the model, every
+    # setting, the three passes' answers
+    assert "<title>UAVM · ambulance_siren.mp4 · demo-uavm</title>" in report
+    assert "<h1>ambulance_siren.mp4</h1>" in report
+    for words in ("muted audio", "blanked video", "top k", "attention layer shown", "Audio only", "Video only",
+                  "Fused", "fire truck siren", "Full T x T attention maps", "Fig. 5"):
+        assert words in report, words
 
     # 1: the cross-modal model with one modality off
     page.locator("button[role=tab]", has_text="Attention").click()
@@ -278,6 +298,14 @@ def test_two_users_at_once_each_get_their_own_answer(server, browser):
         page.close()
 
 
+def stamped_inputs(server) -> dict:
+    """fn_index -> the position of the stamp among the inputs, for every stamped event."""
+    cfg = json.loads(urllib.request.urlopen(server + "config").read())
+    (stamp,) = [c["id"] for c in cfg["components"] if (c.get("props") or {}).get("elem_id") == "stamp"]
+    return {d["id"]: d["inputs"].index(stamp) for d in cfg["dependencies"]
+            if "uavm.stamp" in str(d.get("js") or "") and stamp in d["inputs"]}
+
+
 @needs_chromium
 def test_an_older_settings_answer_that_lands_last_is_replaced_by_the_current_one(server, browser):
     """The page gathers an event's settings before it stamps it, so two quick events can reach
@@ -289,30 +317,34 @@ def test_an_older_settings_answer_that_lands_last_is_replaced_by_the_current_one
     page.wait_for_selector("#examples", timeout=120_000)
     page.locator("#examples button", has_text="dog howling").click()
     labels_have_scores(page, "audio")
-    held = []
+    settled(page)
+    stamped, held = stamped_inputs(server), []
 
-    def swap(route):
+    def hold(route):
         body = route.request.post_data_json if route.request.method == "POST" else None
-        if not (isinstance(body, dict) and isinstance(body.get("data"), list) and len(body["data"]) == 18):
-            return route.continue_()  # not an analysis request
-        if not held:  # the older click: held back
-            held.append((route, body))
-            return None
-        old_route, old = held[0]
-        old["data"][-1], body["data"][-1] = body["data"][-1], old["data"][-1]
-        held.append(True)
-        route.continue_(post_data=json.dumps(body))  # the newer settings, with the older stamp: answered first
-        time.sleep(1.0)
-        old_route.continue_(post_data=json.dumps(old))  # then the older settings, with the newer stamp
+        at = stamped.get(body.get("fn_index")) if isinstance(body, dict) else None
+        if at is None or len(held) >= 2:
+            return route.continue_()  # not an analysis request, or after the two
+        held.append((route, body, at))
+        return None
 
-    page.route("**/queue/join*", swap)
+    page.route("**/queue/join*", hold)
     page.locator("#audio-on input[type=checkbox]").click()  # audio off: held back
-    page.wait_for_timeout(300)
     page.locator("#video-on input[type=checkbox]").click()  # then video off: what the page shows
-    page.wait_for_timeout(300)
-    assert len(held) == 2, "the two analysis requests were not both seen"
+    for _ in range(600):  # the two requests reach the route (the page sent them)
+        if len(held) == 2:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 2, f"the two analysis requests were not both seen ({len(held)}; " \
+        f"{page.evaluate('[window.uavm.sent, window.uavm.done]')} sent/answered; stamped: {stamped})"
+    (old_route, old, i), (new_route, new, j) = held
+    old["data"][i], new["data"][j] = new["data"][j], old["data"][i]
+    new_route.continue_(post_data=json.dumps(new))  # the newer settings, with the older stamp: answered first
+    status_has(page, "nothing left to predict from")
+    old_route.continue_(post_data=json.dumps(old))  # then the older settings, with the newer stamp: they land last
+    page.wait_for_function("n => (window.uavm.done || 0) >= n", arg=int(old["data"][i]), timeout=60_000)
+    settled(page)  # and the page's correction
     page.unroute("**/queue/join*")
-    page.wait_for_timeout(4000)  # the older answer lands, then the page's correction
     assert not page.locator("#audio-on input[type=checkbox]").is_checked()
     assert not page.locator("#video-on input[type=checkbox]").is_checked()
     assert "nothing left to predict from" in page.locator("#status").inner_text()
@@ -327,9 +359,12 @@ def test_on_a_phone_the_results_come_into_view_after_tapping_an_example(server, 
     page.wait_for_selector("#examples", timeout=120_000)
     page.locator("#examples button", has_text="dog howling").tap()
     labels_have_scores(page)
-    page.wait_for_timeout(800)  # the smooth scroll
-    top = page.evaluate("document.querySelector('#status').getBoundingClientRect().top")
-    assert 0 <= top < 844, f"the results start {top:.0f} px down the viewport"
+    try:  # the smooth scroll brings them up
+        page.wait_for_function("() => { const t = document.querySelector('#status').getBoundingClientRect().top; "
+                               "return t >= 0 && t < 844; }", timeout=30_000)
+    except Exception:
+        top = page.evaluate("document.querySelector('#status').getBoundingClientRect().top")
+        raise AssertionError(f"the results start {top:.0f} px down the viewport") from None
     # the span fields stay on the line of their box
     tops = [page.evaluate(f"document.querySelector('#{e}').getBoundingClientRect().top")
             for e in ("mute-on", "mute-from", "mute-to")]
@@ -357,7 +392,7 @@ def test_in_a_browser_the_explain_panel_and_a_long_clips_timeline(server, browse
     assert "disagree" in summary  # the siren's sound alone says another vehicle, its picture another class
     page.wait_for_function("() => (document.querySelector('#plot-explain')?.innerText || '').includes('occlusion')",
                            timeout=60_000)
-    assert "seconds of the clip" in page.locator("#plot-explain").inner_text()
+    assert "10 s" in page.locator("#plot-explain").inner_text()  # seconds on its time axes
     # kept up to date while open: audio off -> no audio occlusion, the library says why
     page.locator("#audio-on input[type=checkbox]").click()
     page.wait_for_function("() => (document.querySelector('#explain-summary')?.innerText || '').includes('audio: turned off')",
@@ -375,20 +410,157 @@ def test_in_a_browser_the_explain_panel_and_a_long_clips_timeline(server, browse
     assert "Timeline" in page.locator("#timeline-note").inner_text()
     status_has(page, "window 0–10 s")
     bars = page.locator("#timeline-plot .barlayer .point")
-    assert bars.count() >= 12 * 3  # audio, video and fused bands of the 12 windows
-    target = None
-    for i in range(bars.count()):  # the fused band of the window starting at 25 s
-        box = bars.nth(i).bounding_box()
-        if box and box["width"] > 2:
-            target = target or []
-            target.append(box)
-    row_y = sorted({round(b["y"]) for b in target})
-    fused_row = [b for b in target if round(b["y"]) == row_y[2]]  # rows: audio, video, fused from the top
+    assert bars.count() >= 11 * 4  # audio, video, fused and agreement bands of the 11 windows
     plot_box = page.locator("#timeline-plot .nsewdrag").first.bounding_box()
-    x = plot_box["x"] + plot_box["width"] * (27.5 / 60)
-    b = min(fused_row, key=lambda b: abs(b["x"] + b["width"] / 2 - x))
+    px = plot_box["width"] / 60  # pixels per second
+    boxes = [b for b in (bars.nth(i).bounding_box() for i in range(bars.count())) if b and b["width"] > 2]
+    # every band as wide as its 10 s window (the last ones reach the clip's end)
+    full = [b for b in boxes if b["x"] + b["width"] < plot_box["x"] + plot_box["width"] - 2]
+    assert full and all(abs(b["width"] - 10 * px) < 3 for b in full), [round(b["width"] / px, 1) for b in full]
+    lanes = sorted({round(b["y"]) for b in boxes})  # two lanes per row: audio, video, fused, agreement
+    assert len(lanes) == 8, lanes
+    fused = [b for b in boxes if round(b["y"]) in lanes[4:6]]
+    x = plot_box["x"] + 25 * px  # the window starting at 25 s
+    b = min(fused, key=lambda b: abs(b["x"] - x))
+    # the window shown (0-10 s) is outlined
+    outline = page.evaluate("() => { const d = document.getElementById('timeline-div'); "
+                            "return (d.layout.shapes || []).map(s => [s.x0, s.x1]); }")
+    assert outline == [[0, 10]], outline
+    # the agreement row's colours are greys, never a class's
+    colours = page.evaluate("() => document.getElementById('timeline-div').data.filter(t => t.y[0] === 'agree')"
+                            ".flatMap(t => t.marker.color)")
+    assert colours and all(c in ("#f2f2f2", "#3a3a3a", "#ffffff") for c in colours), colours
     page.mouse.click(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
     status_has(page, "window 25–35 s")
     assert "decoded and extracted" not in page.locator("#status").inner_text()  # served from the clip
+    page.wait_for_function("() => JSON.stringify((document.getElementById('timeline-div').layout.shapes || [])"
+                           ".map(s => [s.x0, s.x1])) === '[[25,35]]'", timeout=30_000)  # the outline moved
     page.screenshot(path=str(tmp_path / "timeline-1440.png"), full_page=True)
+    page.close()
+
+
+# -- the first hour, at a desktop's and a phone's size ----------------------------------------
+SIZES = {"desktop": dict(viewport={"width": 1440, "height": 900}),
+         "phone": dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)}
+BOXES = "els => els.filter(e => e.getClientRects().length).map(e => { const r = e.getBoundingClientRect(); " \
+        "return [r.left, r.top, r.right, r.bottom]; })"
+
+
+def boxes(page, selector) -> list:
+    return page.locator(selector).evaluate_all(BOXES)
+
+
+def inside(inner, outer, slack=1.5) -> bool:
+    return inner[0] >= outer[0] - slack and inner[2] <= outer[2] + slack
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@needs_chromium
+@pytest.mark.parametrize("size", SIZES)
+def test_at_a_desktops_and_a_phones_size_nothing_is_cut_covered_or_unexplained(server, browser, tmp_path, size):
+    import re
+
+    page = browser.new_page(**SIZES[size])
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="ambulance siren").click()
+    labels_have_scores(page)
+    page.wait_for_function("() => document.querySelector('#plot-temporal').innerText.includes('pass')", timeout=60_000)
+    settled(page)
+    # the heatmap's titles stay inside its figure
+    (fig,) = boxes(page, "#temporal-plot")
+    notes = boxes(page, "#temporal-plot .annotation")
+    assert notes and all(inside(n, fig) for n in notes), (fig, notes)
+    # the answers say what their scores are, and claim no more than the model knows
+    note = page.locator("#answer-note").inner_text()
+    assert "12 classes" in note and "mean nothing" in note
+    # a slider moved with the keyboard re-runs like one moved with the mouse
+    slider = page.locator("#layer input[type=range]")
+    slider.focus()
+    slider.press("ArrowLeft")
+    page.wait_for_function("() => document.querySelector('#plot-temporal').innerText.includes('layer 5/6')",
+                           timeout=60_000)
+    # the explanation's legend covers no title and no plot
+    open_tab(page, "Explain")
+    page.wait_for_function("() => (document.querySelector('#plot-explain')?.innerText || '').includes('occlusion')",
+                           timeout=60_000)
+    (legend,) = boxes(page, "#plot-explain .legend")
+    (fig,) = boxes(page, "#plot-explain .js-plotly-plot")
+    notes = boxes(page, "#plot-explain .annotation")
+    covered = [b for b in notes + boxes(page, "#plot-explain .nsewdrag") if overlap(legend, b)]
+    covered += [b for b in boxes(page, "#plot-explain .xtitle, #plot-explain .ytitle") if any(overlap(b, n) for n in notes)]
+    page.screenshot(path=str(tmp_path / f"explain-{size}.png"), full_page=True)
+    assert not covered, (legend, covered)
+    cut = [b for b in boxes(page, "#plot-explain .annotation") + [legend] if not inside(b, fig)]
+    assert not cut, (fig, cut)
+    # every column of the comparison inside its container; every "—" says why
+    open_tab(page, "Compare models")
+    page.locator("#compare").click()
+    page.wait_for_function("() => document.querySelector('#compare-table').innerText.includes('demo-cross-modal')",
+                           timeout=60_000)
+    (table,) = boxes(page, "#compare-table")
+    cells = boxes(page, "#compare-table td") + boxes(page, "#compare-table th")
+    assert cells and all(inside(c, table) for c in cells), (table, [c for c in cells if not inside(c, table)])
+    text = page.locator("#compare-table").inner_text()
+    assert "— none: the cross-modal model answers only with both" in text
+    assert all(len(why.strip()) > 3 for why in re.findall(r"—([^\n\t]*)", text)), text
+    page.screenshot(path=str(tmp_path / f"compare-{size}.png"), full_page=True)
+    page.close()
+
+
+@needs_chromium
+def test_a_bad_upload_is_said_once_and_leaves_no_empty_box(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="dog howling").click()
+    labels_have_scores(page)
+    open_tab(page, "Explain")
+    page.wait_for_function("() => (document.querySelector('#explain-summary')?.innerText || '').includes('Explaining')",
+                           timeout=60_000)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not a video" * 100)
+    page.locator("#video-in button[aria-label=Clear]").click()
+    status_has(page, "Upload or record a clip")
+    page.locator("#video-in input[type=file]").set_input_files(str(junk))
+    status_has(page, "not a readable audio or video file: it is a text file")
+    settled(page)
+    said = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getClientRects().length && "
+                         "[...e.childNodes].some(n => n.nodeType === 3 && n.textContent.includes('⚠️')))"
+                         ".map(e => e.innerText)")
+    assert len(said) == 1, said
+    for empty in ("#timeline", "#plot-explain", "#answers", "#timeline-div"):
+        assert not boxes(page, empty) or boxes(page, empty)[0][3] - boxes(page, empty)[0][1] < 2, empty
+    page.screenshot(path=str(tmp_path / "bad-upload.png"), full_page=True)
+    page.close()
+
+
+@needs_chromium
+def test_a_short_clips_padding_is_labelled_and_the_report_holds_the_explanation(server, browser, tmp_path):
+    from uavm.demo.synth import demo_clip
+
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#video-in input[type=file]").set_input_files(str(demo_clip(tmp_path / "four.mp4", seconds=4)))
+    labels_have_scores(page)
+    page.wait_for_function("() => document.querySelector('#plot-temporal').innerText.includes('padding')",
+                           timeout=60_000)
+    assert "padding: the audio ends at 4.0 s" in page.locator("#plot-temporal").inner_text()
+    open_tab(page, "Explain")
+    page.wait_for_function("() => (document.querySelector('#explain-summary')?.innerText || '').includes('padding')",
+                           timeout=60_000)
+    page.wait_for_function("() => (document.querySelector('#plot-explain')?.innerText || '').includes('padding after')",
+                           timeout=60_000)  # the figure, drawn a moment after the summary
+    open_tab(page, "Export")
+    page.locator("#export").click()
+    page.wait_for_function("() => document.querySelectorAll('#export-files a[href]').length == 2", timeout=60_000)
+    (html,) = [h for h in page.locator("#export-files a[href]").evaluate_all("as => as.map(a => a.href)")
+               if h.split("?")[0].endswith(".html")]
+    report = urllib.request.urlopen(html).read().decode()
+    assert "<h1>four.mp4</h1>" in report and "Explanation: what mattered" in report and "Explaining" in report
+    page.screenshot(path=str(tmp_path / "short-clip.png"), full_page=True)
     page.close()

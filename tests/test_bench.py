@@ -45,8 +45,8 @@ def test_bf16_backbones_keep_every_top1_and_logits_within_0_05_of_fp32(device):
 
     b = load_bundle(default_bundle())
     fp32, bf16 = Pipeline(b, device, "fp32"), Pipeline(b, device, "bf16")
-    worst = 0.0
-    for path, p in zip(_examples(), (p for _, p in bf16.predict_many(_examples(), batch=3))):
+    worst, clips = 0.0, _examples()[::2]  # three of the six examples (the fast tier)
+    for path, p in zip(clips, (p for _, p in bf16.predict_many(clips, batch=3))):
         q = fp32.predict(path)
         for m in ("audio", "video", "fused"):
             assert p.logits[m].argmax() == q.logits[m].argmax(), f"{path} {m}: top-1 changed in bf16"

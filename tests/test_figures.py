@@ -36,7 +36,8 @@ def test_audio_and_video_rows_share_one_colour_scale_with_a_bar(analyses):
     top = max(v for row in heat.z for v in row if v is not None)
     assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == pytest.approx(top)
     assert fig.layout.coloraxis.colorbar.title.text == "attention received"
-    assert any("audio pass · layer 3/3 (shared)" in a.text for a in fig.layout.annotations)
+    assert any(a.text.startswith("layer 3/3 (shared) · ") and a.text.endswith("audio pass, video pass")
+               for a in fig.layout.annotations)
     assert fig.layout.xaxis.title.text == "seconds of the clip"
     # step centres, in seconds of the clip
     assert heat.x[0] == pytest.approx(10 / 30 / 2, abs=1e-3) and heat.x[-1] == pytest.approx(10 - 10 / 30 / 2, abs=1e-3)

@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # tier of each part of uavm: a module may import only its own tier or lower ones
 TIERS = [
-    ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files"]),
+    ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files", "uavm.config"]),
     ("core", ["uavm.media", "uavm.features", "uavm.model", "uavm.bundle", "uavm.official", "uavm.hub",
-              "uavm.inference", "uavm.explore", "uavm.explain", "uavm.timeline", "uavm.figures", "uavm.assets"]),
+              "uavm.inference", "uavm.explore", "uavm.explain", "uavm.timeline", "uavm.figures", "uavm.report",
+              "uavm.assets"]),
     ("train", ["uavm.train"]),
     ("analysis", ["uavm.analysis"]),
     ("demo", ["uavm.demo"]),

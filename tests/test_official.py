@@ -141,7 +141,7 @@ def test_released_transformer_imports_and_matches_reference(case, tmp_path, rng)
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "v.npy", v)
     r = run_cli("predict", "--audio-features", tmp_path / "a.npy", "--video-features", tmp_path / "v.npy",
-                "--bundle", tmp_path / "b", "--json")
+                "--bundle", tmp_path / "b", "--json", "--attention")
     assert r.returncode == 0, r.stderr
     (out,) = json_lines(r.stdout)
     ra, rv, rf = ref_logits(sd, kind, a, v)

@@ -124,7 +124,7 @@ def test_every_page_handler_that_names_the_request_is_given_it():
     from uavm.app import build_app, find_bundles
     from uavm.app.serving import session_of
 
-    demo = build_app(find_bundles(), "cpu", warm=False)
+    demo = build_app(find_bundles(), "cpu", warm=False).blocks
     request, checked = object(), 0
     for block_fn in demo.fns.values():
         fn = inspect.unwrap(block_fn.fn) if block_fn.fn else None

@@ -227,13 +227,37 @@ class Explanation:
     step_times: list  # clip seconds of the Transformer steps' centres
     missing: dict
     notes: dict = field(default_factory=dict)  # what is not defined for this model, and why
+    ends: dict = field(default_factory=dict)  # modality -> clip second its media ends at, when before the window's end
     prediction: Optional[Prediction] = None  # the unoccluded prediction (not in to_dict)
     timings_ms: dict = field(default_factory=dict)  # not in to_dict: the answer does not depend on them
+
+    def summary(self) -> list:
+        """The explanation in sentences (the page's and the report's summary), the target first."""
+        d, c = self.to_dict(), self.contribution
+        t = d["target"]
+        out = [f"Explaining {t['label']} ({t['from']}; P = {t['score']['fused']:.0%} fused)."]
+        if c.get("audio") is not None or c.get("video") is not None:
+            parts = [f"{m} {c[m]:.2f}" for m in MODALITIES if c.get(m) is not None]
+            sc = c["score"]
+            out.append(f"Its fused logit {c['fused_logit']:.2f} = {' + '.join(parts)}; its probability with both "
+                       f"{sc['fused']:.0%}" + "".join(f", {m} only {sc[f'{m}_only']:.0%}" for m in MODALITIES
+                                                      if sc.get(f"{m}_only") is not None) + ".")
+        if c.get("agree") is False:
+            top1 = c["top1"]
+            out.append(f"⚠️ The modalities disagree: audio says {top1['audio']['label']}, video says "
+                       f"{top1['video']['label']}; fused: {top1['fused']['label']} (decided by {c['decided_by']}).")
+        peaks = [f"{m} at {o['peak']:g} s" for m, o in d["occlusion"].items() if o]
+        if peaks:
+            out.append("Occlusion hurts most: " + ", ".join(peaks) + ".")
+        out += [f"The {m} ends at {t:g} s: the model saw padding after it." for m, t in d["ends"].items()]
+        out += list(d.get("notes", {}).values())
+        out += [f"{m}: {why}" for m, why in d.get("missing", {}).items()]
+        return out
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("clip", "start", "seconds", "model", "window", "stride", "target",
                                            "occlusion", "occlusion_tokens", "contribution", "rollout",
-                                           "attention_last", "step_times", "missing", "notes")}
+                                           "attention_last", "step_times", "missing", "notes", "ends")}
         return _plain(d)
 
 
@@ -399,7 +423,17 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
                 "score": {m: (float(base_scores[m][0]) if m in base_scores else None) for m in ("fused", *MODALITIES)}},
         occlusion=occ, occlusion_tokens=tok, contribution=contribution(pred, index, kind),
         rollout=roll, attention_last=last, step_times=[start + (k + 0.5) * secs / steps for k in range(steps)],
-        missing=missing, notes=notes, prediction=pred, timings_ms=timings)
+        missing=missing, notes=notes, prediction=pred, timings_ms=timings, ends=_ends(wav, frames, pre, start))
+
+
+def _ends(wav, frames, pre, start: float) -> dict:
+    """Where each present modality's media ends in the window, when it ends before the window does."""
+    out = {}
+    for m, n, rate in (("audio", None if wav is None else len(wav), pre.audio.sample_rate),
+                       ("video", None if frames is None else len(frames), pre.video.fps)):
+        if n is not None and n / rate < pre.clip_seconds - 1e-3:
+            out[m] = round(start + n / rate, 3)
+    return out
 
 
 def explain_clip(pipe: Pipeline, path, start: float = 0.0, target: str = "fused", window: float = 1.0,

@@ -240,10 +240,11 @@ class Explorer:
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute: Span = None, blank: Span = None,
-                digest: Optional[str] = None, progress=None):
+                digest: Optional[str] = None, progress=None, cached_only: bool = False):
         """``uavm.explain`` of the clip the explorer shows -> an Explanation (raises UAVMError on
         bad input). Reuses the cached decode (outside ``model_lock``) and features (the network
-        passes inside it); the answer is cached by content and parameters like the features."""
+        passes inside it); the answer is cached by content and parameters like the features.
+        ``cached_only``: the explanation if it was made already, else None (nothing computed)."""
         from .explain import check_occlusion, check_target, explain_window, label_index
 
         start, mute, blank = check_window(start, mute, blank)
@@ -260,6 +261,8 @@ class Explorer:
             cache = self.__dict__.setdefault("explained", LRU(self.decoded.size))
             if ekey in cache:
                 return cache.get_or(ekey, None)[0]
+        if cached_only:
+            return None
         (wav, frames, missing), _ = self.decode(path, start, key[0], say)
         with self.model_lock:  # the networks' passes, one at a time
             base = {}

@@ -139,10 +139,9 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
         recv = att.mean(axis=1)  # (heads, T'): mean over the queries
         if name == "joint":
             T = recv.shape[1] // 2
-            rows += [("attn", f"joint pass, audio tokens · layer {layer}/{len(parts)} ({part})", recv[:, :T]),
-                     ("attn", f"joint pass, video tokens · layer {layer}/{len(parts)} ({part})", recv[:, T:])]
+            rows += [("attn", "joint pass, audio tokens", recv[:, :T]), ("attn", "joint pass, video tokens", recv[:, T:])]
         else:
-            rows.append(("attn", f"{name} pass · layer {layer}/{len(parts)} ({part})", recv))
+            rows.append(("attn", f"{name} pass", recv))
     if an.waveform is not None and "audio" not in an.missing:
         rows.append(("spec", "what the model heard (log-mel)", None))
     every = 1
@@ -151,7 +150,7 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
         aspect = an.frames.shape[2] / an.frames.shape[1]
         every = max(1, int(np.ceil(60 * aspect / (800 / (an.seconds * pre.video.fps)))))
         rows.append(("frames", f"frames the model saw ({pre.video.fps:g} fps" +
-                     (f"; one in {every} shown, at its time)" if every > 1 else ")"), None))
+                     (f") · one in {every} shown, at its time" if every > 1 else ")"), None))
     if not rows:
         return _empty("no attention at this layer")
     heights = {"attn": 1.0, "spec": 0.8, "frames": 0.55}
@@ -171,20 +170,23 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
               "yaxis": {"domain": [lo, 1.0], "type": "category", "autorange": "reversed"}}
     # every pass's rows in ONE heatmap (plotly.js cannot put two heatmaps with their own
     # categories on one axis), an empty row between two passes
-    zs, ys = [], []
+    zs, ys, groups = [], [], []  # groups: (pass, first row, last row) of the heatmap
     for r, (kind, title, z) in enumerate(rows):
         bottom, up = domains[r]
         if kind != "attn" or r == 0:
-            notes.append({"text": title if kind != "attn" else " / ".join(t for _, t, _ in attn), "x": 0.5, "y": up,
-                          "xref": "paper", "yref": "paper", "xanchor": "center", "yanchor": "bottom",
-                          "showarrow": False, "font": {"size": 12}})
+            # " · " is where a narrow page breaks the line (the page's drawing code)
+            text = title if kind != "attn" else (f"layer {layer}/{len(parts)} ({part}) · attention each step "
+                                                 f"receives · {', '.join(t for _, t, _ in attn)}")
+            notes.append({"text": text, "x": 0.5, "y": up, "xref": "paper", "yref": "paper", "xanchor": "center",
+                          "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
         if kind == "attn":
             z = np.round(z, 4)  # four decimals are all a colour shows; fewer bytes to send
             top = max(top, float(z.max()))
-            who = title.split(" · ")[0].replace(" pass", "").replace("joint pass, ", "joint ")
+            who = title.replace(" pass", "").replace("joint pass, ", "joint ").replace(" tokens", "")
             if zs:
                 zs.append([None] * z.shape[1])
                 ys.append(" " * r)
+            groups.append((who, len(zs), len(zs) + z.shape[0] - 1))
             zs += z.tolist()
             ys += [f"{who} · head {h + 1}" for h in range(z.shape[0])]
             if r == len(attn) - 1:
@@ -207,10 +209,46 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
                 images.append({"source": url, "xref": "x", "yref": "paper", "x": an.start + i / fps, "y": up,
                                "sizex": every / fps, "sizey": up - bottom, "sizing": "contain", "layer": "above",
                                "xanchor": "left", "yanchor": "top"})
+    _padding(layout, an, pre, secs, groups, {k: domains[r] for r, (k, _, _) in enumerate(rows) if k != "attn"})
     layout["coloraxis"] = {"colorscale": COLORS, "cmin": 0, "cmax": max(top, 1e-6),
                            "colorbar": {"title": {"text": "attention received", "side": "right"}, "thickness": 12,
                                         "len": 0.5, "y": (lo + 1) / 2}}
     return go.Figure({"data": data, "layout": layout}, _validate=False)
+
+
+def media_ends(an, pre) -> dict:
+    """modality -> the clip second where its media ends inside the window, for each present
+    modality that ends before the window does (the model sees padding after it)."""
+    out, stop = {}, an.start + an.seconds - 1e-3
+    if an.waveform is not None and "audio" not in an.missing:
+        out["audio"] = an.start + len(an.waveform) / pre.audio.sample_rate
+    if an.frames is not None and len(an.frames) and "video" not in an.missing:
+        out["video"] = an.start + len(an.frames) / pre.video.fps
+    return {m: round(t, 3) for m, t in out.items() if t < stop}
+
+
+PADDING = "rgba(255, 255, 255, 0.6)"  # a veil over what the model saw as padding
+
+
+def _padding(layout: dict, an, pre, secs: float, groups: list, domains: dict) -> None:
+    """Veil and label the padded end of each modality's rows (a clip shorter than the window
+    is padded as the authors pad it: its fbank and frame features after the end are filler)."""
+    end_of_window = an.start + secs
+    for m, t in media_ends(an, pre).items():
+        bands = [("y", a - 0.5, b + 0.5) for who, a, b in groups if who.endswith(m)]
+        row = "spec" if m == "audio" else "frames"
+        if row in domains:
+            bands.append(("paper", *domains[row]))
+        for yref, y0, y1 in bands:
+            layout.setdefault("shapes", []).append(
+                {"type": "rect", "xref": "x", "yref": yref, "x0": t, "x1": end_of_window, "y0": y0, "y1": y1,
+                 "fillcolor": PADDING, "line": {"width": 0}, "layer": "above"})
+        for i, (yref, y0, y1) in enumerate(bands):
+            wide = end_of_window - t >= 3 and i == 0
+            layout["annotations"].append(
+                {"text": f"padding: the {m} ends at {t - an.start:.1f} s" if wide else "padding", "xref": "x",
+                 "yref": yref, "x": (t + end_of_window) / 2, "y": (y0 + y1) / 2, "yanchor": "middle", "showarrow": False,
+                 "font": {"size": 11, "color": "#222"}, "bgcolor": "rgba(255,255,255,0.85)"})
 
 
 def _stacked(heights: list, gap: float) -> list:
@@ -298,9 +336,12 @@ def explanation(e) -> go.Figure:
     d = e.to_dict() if hasattr(e, "to_dict") else e
     start, secs = float(d["start"]), float(d["seconds"])
     c = d["contribution"]
+    label = d["target"]["label"]
+    label = label if len(label) <= 30 else label[:29] + "…"
+    # titles short enough for a phone's width; what they mean is said beside the figure
     fig = make_subplots(rows=3, cols=1, vertical_spacing=0.13, row_heights=[1.0, 0.8, 0.35], subplot_titles=[
-        f"occlusion: drop of P({d['target']['label']}) when a {d['window']:g} s span is silenced / blacked out",
-        "attention rollout (solid) and the last layer's attention (dotted): how much each step feeds the output",
+        f"occlusion ({d['window']:g} s spans): drop of P({label})",
+        "rollout (solid), last layer's attention (dotted)",
         f"each modality's share of the fused logit ({c['fused_logit']:.2f})"])
     for m, color in MODALITY_COLORS.items():
         occ = d["occlusion"].get(m)
@@ -331,13 +372,20 @@ def explanation(e) -> go.Figure:
     else:
         fig.add_annotation(text=c.get("undefined") or "not defined for this model", showarrow=False, xref="x3 domain",
                            yref="y3 domain", x=0.5, y=0.5, font=dict(size=11))
-    for r in (1, 2):
-        fig.update_xaxes(range=[start, start + secs], row=r, col=1)
-    fig.update_xaxes(title_text="seconds of the clip", row=2, col=1)
+    for r in (1, 2):  # seconds of the clip on both time axes (a title there would sit on the next plot's)
+        fig.update_xaxes(range=[start, start + secs], ticksuffix=" s", row=r, col=1)
     fig.update_yaxes(title_text="score drop", row=1, col=1)
     fig.update_yaxes(showticklabels=False, row=3, col=1)
     fig.update_annotations(font_size=12)
-    fig.update_layout(height=560, margin=dict(l=60, r=20, t=40, b=40), legend=dict(orientation="h", y=1.08))
+    for m, t in (d.get("ends") or {}).items():  # the model saw padding there: occluding it changes nothing
+        for ref in ("", "2"):
+            fig.add_shape(type="rect", xref=f"x{ref}", yref=f"y{ref} domain", x0=t, x1=start + secs, y0=0, y1=1,
+                          fillcolor="rgba(128, 128, 128, 0.15)", line_width=0, layer="below")
+        fig.add_annotation(text=f"padding after {t - start:.1f} s ({m})", xref="x", yref="y domain",
+                           x=(t + start + secs) / 2, y=0.98, yanchor="top", showarrow=False, font=dict(size=11))
+    # the legend under the last plot, never over a title (it wraps on a narrow page)
+    fig.update_layout(height=620, margin=dict(l=60, r=20, t=40, b=110),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.12, yanchor="top"))
     return fig
 
 
@@ -419,44 +467,79 @@ def html(*figs) -> str:
     return "<!doctype html><html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
 
 
-def timeline(tl, title: str = "") -> go.Figure:
-    """A clip's timeline (``uavm.timeline``; the Timeline or its ``to_dict()``): the audio, video
-    and fused top-1 of every window as bands coloured by class and labelled, whether audio and
-    video agree, and where a modality is missing (hatched grey; black stripes: its stream has
-    nothing there). Each band's ``customdata`` starts with its window's start (for clicks)."""
-    from plotly.colors import qualitative
+AGREE = {True: ("#f2f2f2", "same", "#444"), False: ("#3a3a3a", "differ", "#fff"), None: ("#ffffff", "", "#444")}
+CURRENT = "#000000"  # the outline of the window the explorer shows
 
+
+def class_palette() -> list:
+    """Colours for classes: plotly's qualitative sets without their greys, so that no class
+    looks like "missing" (grey, hatched) or like the agreement row (greys)."""
+    import colorsys
+
+    from plotly.colors import hex_to_rgb, qualitative
+
+    out = []
+    for c in qualitative.Dark24 + qualitative.Light24:
+        r, g, b = (v / 255 for v in hex_to_rgb(c))
+        if colorsys.rgb_to_hsv(r, g, b)[1] >= 0.3 and c not in out:
+            out.append(c)
+    return out
+
+
+def current_window(start: float, seconds: float) -> dict:
+    """The outline drawn around the window the explorer shows (the page moves it)."""
+    return {"type": "rect", "name": "current", "xref": "x", "yref": "paper", "x0": start, "x1": start + seconds,
+            "y0": 0, "y1": 1, "line": {"color": CURRENT, "width": 3}, "fillcolor": "rgba(0,0,0,0)", "layer": "above"}
+
+
+def timeline(tl, title: str = "", current: float | None = None) -> go.Figure:
+    """A clip's timeline (``uavm.timeline``; the Timeline or its ``to_dict()``): the audio, video
+    and fused top-1 of every window as bands as wide as the window, coloured by class and
+    labelled (windows that overlap take turns in lanes of the row), whether audio and video
+    give the same top-1 (greys: never a class colour), and where a modality is missing
+    (hatched grey; black stripes: its stream has nothing there). ``current``: the start of
+    the window the explorer shows, outlined. Each band's ``customdata`` starts with its
+    window's start (for clicks)."""
     d = tl.to_dict() if hasattr(tl, "to_dict") else tl
     wins, dur = d["windows"], float(d["duration"])
     if not wins:
         return _empty("no windows")
-    palette = qualitative.Dark24 + qualitative.Light24
-    span = min(float(d["stride"]), float(d["window"]))
+    palette = class_palette()
+    window, stride = float(d["window"]), float(d["stride"])
+    lanes = max(1, min(int(np.ceil(window / stride - 1e-9)), 4))  # overlapping windows take turns
     rows = ["audio", "video", "fused", "agree"]
     fig = go.Figure()
 
-    def bands(sel, y, colors, texts, hover, pattern=""):
-        if not sel:
-            return
-        s = [wins[i]["start"] for i in sel]
-        fig.add_trace(go.Bar(
-            orientation="h", y=[y] * len(sel), base=s, x=[max(min(a + span, dur) - a, 1e-3) for a in s],
-            marker=dict(color=colors, line=dict(width=0.5, color="white"), pattern=dict(shape=pattern)),
-            text=texts, textposition="inside", insidetextanchor="middle", customdata=[[a, h] for a, h in zip(s, hover)],
-            hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
+    def bands(sel, y, colors, texts, hover, pattern="", font=None):
+        for lane in range(lanes):
+            mine = [i for i in sel if i % lanes == lane]
+            if not mine:
+                continue
+            s = [wins[i]["start"] for i in mine]
+            fig.add_trace(go.Bar(
+                orientation="h", y=[y] * len(mine), base=s, x=[max(min(a + window, dur) - a, 1e-3) for a in s],
+                width=0.8 / lanes, offset=0.4 - (lane + 1) * 0.8 / lanes,  # lane 0 on top
+                marker=dict(color=[colors[sel.index(i)] for i in mine], line=dict(width=0.5, color="white"),
+                            pattern=dict(shape=pattern)),
+                text=[texts[sel.index(i)] for i in mine], textposition="inside", insidetextanchor="middle",
+                textfont=dict(color=[font[sel.index(i)] for i in mine]) if font else None,
+                customdata=[[a, hover[sel.index(i)]] for a, i in zip(s, mine)],
+                hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
 
     for m in ("audio", "video", "fused"):
         have = [i for i, w in enumerate(wins) if w.get(m)]
         tops = [wins[i][m]["top"][0] for i in have]
         bands(have, m, [palette[t["index"] % len(palette)] for t in tops], [t["label"] for t in tops],
-              [f"{wins[i]['start']:g} s, {m}: {t['label']} {t['score']:.2f}" for i, t in zip(have, tops)])
+              [f"{wins[i]['start']:g}-{wins[i]['start'] + window:g} s, {m}: {t['label']} {t['score']:.2f}"
+               for i, t in zip(have, tops)])
         gone = [i for i, w in enumerate(wins) if not w.get(m)]
         why = [(wins[i].get("missing") or {}).get(m) or wins[i].get("error") or "no prediction of its own" for i in gone]
         bands(gone, m, ["#d0d0d0"] * len(gone), ["missing" if "missing" in wins[i] else "" for i in gone],
               [f"{wins[i]['start']:g} s, {m}: {w}" for i, w in zip(gone, why)], pattern="/")
-    agree = {True: ("#2ca02c", "agree"), False: ("#d62728", "differ"), None: ("#eeeeee", "")}
-    bands(list(range(len(wins))), "agree", [agree[w["agree"]][0] for w in wins], [agree[w["agree"]][1] for w in wins],
-          [f"{w['start']:g} s: audio and video {agree[w['agree']][1] or 'not both there'}" for w in wins])
+    every = list(range(len(wins)))
+    bands(every, "agree", [AGREE[w["agree"]][0] for w in wins], [AGREE[w["agree"]][1] for w in wins],
+          [f"{w['start']:g} s: audio and video top-1 {AGREE[w['agree']][1] or 'not both there'}" for w in wins],
+          font=[AGREE[w["agree"]][2] for w in wins])
     for m, spans in (d.get("gaps") or {}).items():
         spans = [(a, b) for a, b in spans if b > a]
         if spans and m in rows:
@@ -467,7 +550,8 @@ def timeline(tl, title: str = "") -> go.Figure:
     name = str(d.get("clip", "")).replace("\\", "/").rsplit("/", 1)[-1]
     fig.update_layout(
         barmode="overlay", height=260, margin=dict(l=60, r=20, t=40, b=40), uniformtext=dict(minsize=8, mode="hide"),
-        title=title or f"{name}: top-1 of each {float(d['window']):g} s window, every {float(d['stride']):g} s",
-        xaxis=dict(range=[0, dur], title="seconds"),
-        yaxis=dict(categoryorder="array", categoryarray=rows[::-1]))
+        title=title or f"{name} · top-1 of each {window:g} s window, every {stride:g} s",
+        xaxis=dict(range=[0, dur], title="seconds"), shapes=[] if current is None else [current_window(current, window)],
+        yaxis=dict(categoryorder="array", categoryarray=rows[::-1], ticktext=["same top-1?", "fused", "video", "audio"],
+                   tickvals=rows[::-1]))
     return fig

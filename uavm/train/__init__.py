@@ -12,10 +12,13 @@ does not load torch.
 """
 import importlib
 
+from .metrics import average_precision, metrics  # numpy only; `metrics` is also a submodule's name
+from .recipe import Recipe
+
 _EXPORTS = {"DataError": "data", "FeatureSet": "data", "extract_features": "data", "feature_data": "data",
-            "read_datafile": "data", "average_precision": "metrics", "metrics": "metrics", "Recipe": "recipe",
-            "Trainer": "trainer", "evaluate": "trainer", "predict_set": "trainer"}
-__all__ = sorted(_EXPORTS)
+            "read_datafile": "data", "Trainer": "trainer", "evaluate": "trainer", "predict_set": "trainer"}
+__all__ = ["DataError", "FeatureSet", "Recipe", "Trainer", "average_precision", "evaluate", "extract_features",
+           "feature_data", "metrics", "predict_set", "read_datafile"]
 
 
 def __getattr__(name):

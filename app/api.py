@@ -1,0 +1,45 @@
+"""The app's HTTP API (``gradio_client``): the answers of `uavm predict --json` and `uavm
+timeline --json` for an uploaded clip. Failures are one-line errors, as an API's should be."""
+from __future__ import annotations
+
+import gradio as gr
+
+from uavm.errors import InputError, flag
+
+from .page import STRIDE
+from .serving import Server, guarded
+
+
+def functions(server: Server) -> dict:
+    """api name -> the function serving it (its signature is the API's)."""
+    first = server.names[0]
+
+    @guarded
+    def predict(media: gr.FileData, start: float = 0.0, audio_on: bool = True, video_on: bool = True,
+                mute_from: float | None = None, mute_to: float | None = None,
+                blank_from: float | None = None, blank_to: float | None = None,
+                model: str = first, top_k: int = 5, include_attention: bool = False,
+                request: gr.Request = None) -> dict:
+        """The answer of `uavm predict --json` for this clip and these settings (the attention
+        maps, about 0.9 MB, only with include_attention=True)."""
+        server.sessions.used(request)
+        flag("include_attention", include_attention)
+        spans = [None if a is None and b is None else (a, b) for a, b in ((mute_from, mute_to), (blank_from, blank_to))]
+        q = server.query(media, start, audio_on, video_on, *spans, model, top_k, api=True)
+        an, _ = server.analyze(q)
+        if an.prediction is None:  # nothing left, or a model that needs both: the library's own words
+            raise InputError(an.error)
+        return {"start": an.start, **an.prediction.to_dict(q.top_k, attention=include_attention)}
+
+    @guarded
+    def timeline(media: gr.FileData, stride: float = STRIDE, window: float | None = None,
+                 model: str = first, top_k: int = 3, request: gr.Request = None) -> dict:
+        """The answer of `uavm timeline --json` for this clip: every window's audio-only,
+        video-only and fused top-k, and where a modality is missing."""
+        server.sessions.used(request)
+        path = server.uploads.from_api(media)
+        ex = server.models.get(model)
+        return ex.timeline(path, digest=server.models.digest(path), stride=stride, window=window,
+                           top_k=top_k).to_dict()
+
+    return {"predict": predict, "timeline": timeline}

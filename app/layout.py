@@ -1,0 +1,272 @@
+"""The page's layout, and its wiring: components by name, events to the handlers of
+``page.py`` (which take the page's settings and return outputs by name). Adding a control
+is a field of ``page.Settings``, a component here under that name, and its one use.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import gradio as gr
+
+from uavm.assets import examples as example_clips
+
+from . import page
+from .api import functions as api_functions
+from .page import SENTINEL, Settings
+from .serving import ApiSessions, Server
+
+HERE = Path(__file__).resolve().parent
+SETTINGS = [f.name for f in fields(Settings)]
+EXPLORE = ("label_audio", "label_video", "label_fused", "answers", "answer_note", "temporal", "full", "diff", "layer",
+           "status", "window_at", "explain_text", "explain_plot", "painted", "answered")
+STRIP = ("strip", "strip_json", "strip_note")
+EXPLAIN = ("explain_text", "explain_plot")
+
+
+def js(name: str) -> str:
+    """A call into the page's script (page.js) as an event's js."""
+    return f"(...args) => window.uavm.{name}(...args)"
+
+
+class Page:
+    """The page's components by name."""
+
+    def __init__(self):
+        self.c: dict = {}
+
+    def __call__(self, name: str, component):
+        self.c[name] = component
+        return component
+
+    def __getitem__(self, name: str):
+        return self.c[name]
+
+    def of(self, names) -> list:
+        return [self.c[n] for n in names]
+
+
+@dataclass
+class App:
+    """What ``build_app`` gives: the Blocks, the server state, and what launch() needs."""
+
+    blocks: gr.Blocks
+    server: Server
+    launch: dict = field(default_factory=dict)
+
+    @property
+    def sessions(self) -> ApiSessions:
+        return self.server.sessions
+
+
+def plotly_head() -> tuple:
+    """(the <script> that loads plotly.js from the plotly package, the folder to allow):
+    served by this server, never fetched from the internet."""
+    import plotly
+
+    folder = os.path.join(os.path.dirname(plotly.__file__), "package_data")
+    return f'<script src="/gradio_api/file={folder}/plotly.min.js"></script>', folder
+
+
+def _device_name(device: str) -> str:
+    from uavm.inference import pick_device
+
+    d = pick_device(device)
+    if d.type == "cuda":
+        import torch
+
+        return f"GPU ({torch.cuda.get_device_name(d)})"
+    return "CPU"
+
+
+# -- layout --------------------------------------------------------------------------------------
+def _inputs(P: Page, examples: list, device: str, names: list) -> None:
+    captions = page.example_captions(examples)
+    with gr.Tabs():
+        with gr.Tab("Video"):
+            P("video_in", gr.Video(label="Upload or record a clip", sources=["upload", "webcam"], elem_id="video-in"))
+            if examples:
+                gr.Examples(examples, inputs=P["video_in"], example_labels=[c[0] for c in captions],
+                            label="Examples: generated clips of the demo's classes", elem_id="examples")
+                gr.Markdown("\n".join(f"- **{n}**: {tip}" for n, tip in captions if tip),
+                            elem_classes=["example-captions"])
+        with gr.Tab("Audio only"):
+            P("audio_in", gr.Audio(label="Upload or record audio", sources=["upload", "microphone"], type="filepath",
+                                   elem_id="audio-in"))
+    P("start", gr.Slider(0, 1, value=0, step=0.5, label="Start of the 10 s window (s)", visible=False,
+                         elem_id="start"))
+    with gr.Row():
+        P("audio_on", gr.Checkbox(True, label="Audio on", elem_id="audio-on"))
+        P("video_on", gr.Checkbox(True, label="Video on", elem_id="video-on"))
+    for which, label in (("mute", "Mute audio"), ("blank", "Blank video")):
+        with gr.Row(elem_classes=["span-row"]):
+            P(f"{which}_on", gr.Checkbox(False, label=label, elem_id=f"{which}-on", min_width=90))
+            P(f"{which}_from", gr.Number(2.0, label="from (s)", elem_id=f"{which}-from", min_width=60))
+            P(f"{which}_to", gr.Number(5.0, label="to (s)", elem_id=f"{which}-to", min_width=60))
+    with gr.Row():
+        P("model", gr.Dropdown(names, value=names[0], label="Model", elem_id="model"))
+        P("top_k", gr.Slider(1, 10, value=5, step=1, label="Top k", elem_id="top-k"))
+    gr.Markdown(f"Device: **{_device_name(device)}**")
+
+
+def _results(P: Page, bundle) -> dict:
+    """The results column; -> its tabs by name (their select events)."""
+    tabs = {}
+    P("status", gr.Markdown("Upload or record a clip, or pick an example.", elem_id="status"))
+    with P("answers", gr.Row(visible="hidden", elem_id="answers")):
+        for m, title in page.TITLES:
+            P(f"label_{m}", gr.Label(label=title, elem_id=f"label-{m}"))
+    P("answer_note", gr.Markdown(elem_id="answer-note"))
+    with gr.Tabs():
+        with gr.Tab("Attention", elem_id="tab-attention") as tabs["attention"]:
+            P("layer", page.layer_slider(bundle.model.cfg, elem_id="layer"))
+            # drawn in place by the page (Plotly.react): a toggle updates the heatmap, it does not rebuild the plot
+            gr.HTML('<div id="temporal-plot"></div>', elem_id="plot-temporal")
+            P("temporal", gr.Textbox(elem_id="temporal-json", elem_classes=["uavm-data"], show_label=False,
+                                     container=False))
+            with gr.Accordion("Full T x T attention maps of this layer", open=False) as P.c["full_acc"]:
+                P("full", gr.Plot(elem_id="plot-full"))
+            with gr.Accordion("Audio vs video attention difference per layer (paper Fig. 5)",
+                              open=False) as P.c["diff_acc"]:
+                P("diff", gr.Plot(elem_id="plot-diff"))
+        with gr.Tab("Explain", elem_id="tab-explain") as tabs["explain"]:
+            gr.Markdown("What mattered, when, in which modality: how much the score drops when a span of one "
+                        "modality is silenced or blacked out (measured), beside what attention suggests; and each "
+                        "modality's share of the fused answer.")
+            with gr.Row():
+                P("target", gr.Dropdown(["fused", "audio", "video"] + [lab.name for lab in bundle.labels],
+                                        value="fused", label="Explain the score of (a pass's top-1, or a class)",
+                                        elem_id="explain-target", scale=3))
+                P("explain_btn", gr.Button("Explain", elem_id="explain", scale=1))
+            P("explain_text", gr.Markdown(elem_id="explain-summary"))
+            P("explain_plot", gr.Plot(elem_id="plot-explain", show_label=False, visible=False))
+            gr.Markdown("*Occlusion*: the drop of the target's probability when a span of one modality is silenced "
+                        "or blacked out (fused: the fused score; dotted: that modality's own pass). *Rollout*: how "
+                        "much each step feeds the output through every layer (Abnar & Zuidema), beside the last "
+                        "layer's attention. *Share*: each pass's half of the fused logit.", elem_id="explain-key")
+        with gr.Tab("Heard and seen", elem_id="tab-player") as tabs["player"]:
+            gr.Markdown("The 10 s window as the model got it: its frames at 3 fps (a blanked span black) and the "
+                        "sound it heard (a muted span silent).")
+            P("play", gr.Button("Make the clip", elem_id="make-player"))
+            P("player", gr.Video(label="What the model got", elem_id="player", interactive=False))
+        with gr.Tab("Compare models", elem_id="tab-compare") as tabs["compare"]:
+            gr.Markdown("Every loaded model on this clip with these settings.")
+            P("run_all", gr.Button("Compare every model", elem_id="compare"))
+            P("compare_table", gr.HTML(elem_id="compare-table"))
+        with gr.Tab("Export", elem_id="tab-export") as tabs["export"]:
+            gr.Markdown("A report of this analysis that opens offline (the clip, the model, every setting, the "
+                        "answers, the figures, and the explanation when you made one), and the `uavm predict "
+                        "--json` answer with attention.")
+            P("export", gr.Button("Prepare the download", elem_id="export"))
+            P("export_files", gr.File(label="Download", file_count="multiple", elem_id="export-files",
+                                      interactive=False))
+    return tabs
+
+
+def _hidden(P: Page) -> None:
+    """State and the boxes through which the page's script talks to the server."""
+    P("media", gr.State(None))
+    for name in ("full_open", "diff_open", "explain_open"):
+        P(name, gr.State(False))
+    data = dict(elem_classes=["uavm-data"], show_label=False, container=False)
+    P("stamp", gr.Textbox(SENTINEL, elem_id="stamp", **data))
+    P("painted", gr.Textbox(elem_id="painted", **data))
+    P("answered", gr.Number(elem_id="answered", **data))
+    P("window_at", gr.Textbox(elem_id="window-at", **data))
+
+
+# -- wiring --------------------------------------------------------------------------------------
+def _handler(server: Server, P: Page, fn, outputs: tuple):
+    """A handler of page.py as Gradio calls it: the page's values -> Settings; its outputs by
+    name -> components. (Named parameters: Gradio passes the request and progress only to those.)"""
+    names = {id(c): n for n, c in P.c.items()}
+    wanted = set(outputs)
+
+    def run(values: dict, request: gr.Request = None, progress=gr.Progress()):
+        s = Settings.of({names[id(c)]: v for c, v in values.items()})
+        out = fn(server, s, request=request, progress=progress)
+        return {P[n]: v for n, v in out.items() if n in wanted}
+    run.__name__ = run.__qualname__ = fn.__name__
+    return run
+
+
+def _wire(P: Page, server: Server, tabs: dict) -> None:
+    inputs = {P[n] for n in SETTINGS}
+    priv = dict(api_visibility="private")
+
+    def call(fn, outputs, **kw):
+        return dict(fn=_handler(server, P, fn, outputs), inputs=inputs, outputs=P.of(outputs), **priv, **kw)
+
+    analysis = call(page.explore, EXPLORE, js=js("stamp"))
+    strip = call(page.timeline_strip, STRIP)
+    for src in (P["video_in"], P["audio_in"]):  # a new clip: its window's answers, then its timeline
+        src.change(lambda v: v, src, P["media"], js=js("showResults"), **priv).then(
+            **call(page.duration_changed, ("start",))).then(**analysis).then(**strip)
+    P["pick"].change(**call(page.pick_window, ("start",))).then(**analysis)
+    # One event per control, not one gr.on for all: two controls changed a moment apart then
+    # send at once, and the server answers the newest (one shared event would hold the second
+    # until the first is answered). Switches answer in tens of milliseconds: no loading overlay.
+    for trigger in [P[n].change for n in ("audio_on", "video_on", "mute_on", "blank_on", "top_k")] + [P["layer"].release]:
+        trigger(trigger_mode="always_last", show_progress="hidden", **analysis)
+    for trigger in [P["start"].release] + [P[n].blur for n in ("mute_from", "mute_to", "blank_from", "blank_to")]:
+        trigger(trigger_mode="always_last", **analysis)
+    P["model"].change(**call(page.model_switched, ("target", "layer", "notice"))).then(**analysis).then(**strip)
+    for which in ("full", "diff"):
+        acc, box = P[f"{which}_acc"], P[f"{which}_open"]
+        acc.expand(lambda: True, None, box, **priv).then(**call(page.one_figure(which), (which,)))
+        acc.collapse(lambda: False, None, box, **priv)
+    for box, draw in (("temporal", "drawTemporal"), ("strip_json", "drawTimeline"), ("window_at", "markWindow"),
+                      ("answered", "answered")):
+        P[box].change(None, P[box], None, js=js(draw))  # the page draws as soon as it arrives
+    P["painted"].change(**call(page.reconcile, EXPLORE, js=js("stamp"), trigger_mode="always_last",
+                               show_progress="hidden"))
+    P["play"].click(**call(page.heard_and_seen, ("player", "status")))
+    # the explanation: on request, and kept up to date while its tab is open
+    P["explain_btn"].click(**call(page.explain_tab, EXPLAIN))
+    P["target"].input(**call(page.explain_tab, EXPLAIN, trigger_mode="always_last"))
+    tabs["explain"].select(lambda: True, None, P["explain_open"], **priv).then(**call(page.explain_tab, EXPLAIN))
+    for name in ("attention", "player", "compare", "export"):
+        tabs[name].select(lambda: False, None, P["explain_open"], **priv)
+    P["run_all"].click(**call(page.compare, ("compare_table", "status")))
+    P["export"].click(**call(page.export, ("export_files", "status")))
+    for name, fn in api_functions(server).items():
+        gr.api(fn, api_name=name)
+
+
+def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> App:
+    server = Server(bundles, device)
+    examples = [str(p) for p in example_clips()]
+    if warm:  # the default model loaded and run before the page opens: the first click answers like the others
+        import threading
+
+        page.warm_up(server, examples[:1])
+        threading.Thread(target=page.warm_up, args=(server, examples[1:]), daemon=True, name="uavm-warm-up").start()
+    bundle = server.models.get(server.names[0]).pipe.bundle
+    P = Page()
+    # uploads older than an hour are removed every 10 minutes
+    with gr.Blocks(title="UAVM explorer", delete_cache=(600, 3600)) as blocks:
+        gr.Markdown("# UAVM: what does each modality say?\n"
+                    "The Unified Audio-Visual Model (Gong et al., 2022) runs one pass per modality through shared "
+                    "layers; the fused prediction is the mean of the two. Mute the audio or blank the video — "
+                    "whole or a time span — and watch the predictions and every head's attention change.")
+        P("notice", gr.Markdown(page.demo_notice(bundle.config), elem_id="notice"))
+        with P("strip", gr.Column(visible="hidden", elem_id="timeline")):
+            P("strip_note", gr.Markdown(elem_id="timeline-note"))
+            gr.HTML('<div id="timeline-div"></div>', elem_id="timeline-plot")
+            P("strip_json", gr.Textbox(elem_id="timeline-json", elem_classes=["uavm-data"], show_label=False,
+                                       container=False))
+            P("pick", gr.Textbox(elem_id="timeline-pick", show_label=False, container=False))
+        with gr.Row(elem_id="main-row"):
+            with gr.Column(scale=2, min_width=300, elem_id="inputs"):
+                _inputs(P, examples, device, server.names)
+            with gr.Column(scale=3, min_width=300, elem_id="results"):
+                tabs = _results(P, bundle)
+        _hidden(P)
+        _wire(P, server, tabs)
+    head, folder = plotly_head()
+    examples_folder = [str(Path(examples[0]).parent)] if examples else []
+    return App(blocks, server, dict(css=(HERE / "page.css").read_text(encoding="utf-8"),
+                                    js=(HERE / "page.js").read_text(encoding="utf-8"), head=head,
+                                    allowed_paths=[folder, *examples_folder]))
+

@@ -1,0 +1,453 @@
+"""The page's handlers: what each event of the page does, as plain functions of the server's
+shared state and the page's settings, returning ``{output name: value}`` (``layout.py``
+wires them to components by those names). No handler raises: a problem is one line in the
+status line and the results it concerns cleared, never a wall of error badges.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+import numpy as np
+
+from uavm import figures
+from uavm.errors import InputError, UAVMError, number, one_line
+
+from .serving import InOrder, Server, public_message, session_of
+
+log = logging.getLogger("uavm.app")
+STRIDE = 5.0  # seconds between the timeline's windows
+SENTINEL = "uavm-stamp"  # the stamp box's value: the page's JS puts each request's number in its place
+TITLES = (("audio", "Audio only"), ("video", "Video only"), ("fused", "Fused"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every control of the page, as a client sent it (checked by ``query``, not here)."""
+
+    media: Optional[str] = None
+    start: float = 0.0
+    audio_on: bool = True
+    video_on: bool = True
+    mute_on: bool = False
+    mute_from: Optional[float] = 2.0
+    mute_to: Optional[float] = 5.0
+    blank_on: bool = False
+    blank_from: Optional[float] = 2.0
+    blank_to: Optional[float] = 5.0
+    model: Optional[str] = None
+    top_k: int = 5
+    layer: Optional[int] = None
+    target: str = "fused"
+    full_open: bool = False
+    diff_open: bool = False
+    explain_open: bool = False
+    stamp: Optional[str] = None  # the page's number for this request (serving.InOrder)
+    painted: str = ""  # the key of the settings the page's results were made from
+    pick: str = ""  # the window clicked in the timeline strip: "START NONCE"
+
+    @classmethod
+    def of(cls, values: dict) -> Settings:
+        """From ``{field name: value}``; missing fields keep their defaults."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def key(self) -> str:
+        """A short fingerprint of what the answer depends on (the page keeps the painted one)."""
+        keep = [repr(getattr(self, f.name)) for f in fields(self)
+                if f.name not in ("stamp", "painted", "pick", "full_open", "diff_open")]
+        return hashlib.sha256(json.dumps(keep).encode()).hexdigest()[:32]
+
+    def span(self, which: str):
+        on, a, b = (self.mute_on, self.mute_from, self.mute_to) if which == "mute" else \
+            (self.blank_on, self.blank_from, self.blank_to)
+        if not on:
+            return None
+        if a is None or b is None:
+            raise InputError(f"give both times of the {'muted' if which == 'mute' else 'blanked'} span")
+        return a, b
+
+    def query(self, server: Server, **changes):
+        """The checked request these settings make (InputError for a bad value)."""
+        s = replace(self, **changes)
+        if not s.media:
+            raise InputError("upload or record a clip first (or pick an example)")
+        k = number("top k", s.top_k, integer=True)
+        return server.query(s.media, s.start, bool(s.audio_on), bool(s.video_on), s.span("mute"), s.span("blank"),
+                            s.model, k)
+
+    @property
+    def number(self) -> Optional[int]:
+        return InOrder.stamp(self.stamp)
+
+
+def boundary(cleared):
+    """A handler's failures as its cleared outputs and one status line (bad input says what is
+    wrong; anything else is a bug: logged with its traceback, reported as such)."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except UAVMError as e:
+                return {**cleared(), "status": f"⚠️ {one_line(e)}"}
+            except Exception:
+                log.exception("internal error in %s", fn.__name__)
+                return {**cleared(), "status": "⚠️ internal error (a bug): the server's log has the details"}
+        return inner
+    return wrap
+
+
+# -- the answers -------------------------------------------------------------------------------
+def cleared_answers() -> dict:
+    return {**{f"label_{m}": gr.Label(value=None, label=t) for m, t in TITLES}, "answers": gr.Row(visible="hidden"),
+            "answer_note": "", "temporal": "", "full": None, "diff": None, "window_at": ""}
+
+
+def cleared_explanation() -> dict:
+    return {"explain_text": "", "explain_plot": gr.Plot(value=None, visible=False)}
+
+
+def answer_note(bundle) -> str:
+    """What the scores are, and are not, for this model: never more than it knows."""
+    n = len(bundle.labels)
+    if bundle.multilabel:
+        text = (f"Each score is that class's own probability (a sigmoid) among this model's {n} classes: several "
+                "may be high, or none.")
+    else:
+        text = (f"The scores share 100 % among this model's {n} classes (a softmax): it always names one of them, "
+                "even for a clip of something else.")
+    if is_demo(bundle.config):
+        text += " **The demo model knows only 12 generated classes: on a real recording its answers mean nothing.**"
+    return text
+
+
+def is_demo(config) -> bool:
+    return isinstance(config, dict) and (config.get("task") or {}).get("dataset") == "uavm-synth"
+
+
+@boundary(cleared_answers)
+def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """The three passes' top-k and the attention of the chosen layer; the closed accordions'
+    figures are not made nor sent (they are when opened)."""
+    t0 = time.perf_counter()
+    server.sessions.page(request)
+    if not s.media:
+        return {**cleared_answers(), "status": "Upload or record a clip, or pick an example."}
+    q = s.query(server)
+    an, ex = server.analyze(q, progress=lambda f, msg: progress(f, desc=msg) if progress else None)
+    pred = an.prediction
+    if pred is None:  # nothing left, or the cross-modal model without a modality: the library's words
+        return {**cleared_answers(), "status": f"⚠️ {an.error}"}
+    cfg = ex.pipe.bundle.model.cfg
+    out = {}
+    for m, title in TITLES:
+        top = pred.top(m, q.top_k)
+        why = an.missing.get(m) if m != "fused" else None
+        if top is None and why is None and m != "fused":
+            why = "no single-modality answer: the cross-modal model answers with both together"
+        out[f"label_{m}"] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
+                                     label=title + (f" — {why}" if why else ""))
+    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+    out.update({"_ok": True, "answers": gr.Row(visible=True), "answer_note": answer_note(ex.pipe.bundle),
+                "temporal": figures.temporal(an, layer, ex.pipe.pre, cfg).to_json(),
+                "full": figures.full_maps(an, layer, cfg) if s.full_open else gr.skip(),
+                "diff": figures.av_difference(an, cfg) if s.diff_open else gr.skip(),
+                "window_at": f"{an.start:g} {an.seconds:g}"})
+    server_ms = (time.perf_counter() - t0) * 1000
+    out["status"] = (f"**{q.model}** on `{ex.pipe.device}` · window {an.start:g}–{an.start + an.seconds:g} s · "
+                     f"server time {server_ms:.0f} ms (features and model {an.timings_ms.get('total', 0):.0f} ms, "
+                     f"figures {server_ms - an.timings_ms.get('total', 0):.0f} ms)"
+                     + (f" · reused: {', '.join(an.reused)}" if an.reused else " · decoded and extracted"))
+    return out
+
+
+def explore(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """Every change of clip or settings: the answers (and the explanation while its tab is
+    open), one request of a session at a time and in order; a request overtaken by a newer
+    one skips its work (the newer answer follows). ``painted``: the key of the settings the
+    results were made from (``reconcile``); ``answered``: this request's number, answered or
+    skipped (the page knows when it has settled)."""
+    done = {"answered": s.number} if s.number is not None else {}
+    with server.in_order.turn(session_of(request, "explore"), s.stamp) as superseded:
+        if superseded():
+            return done
+        out = answers(server, s, request=request, progress=progress)
+        if s.explain_open:  # a problem the status line reports is not said again in the panel
+            out.update(explanation(server, s, progress) if out.pop("_ok", False) else cleared_explanation())
+        out.pop("_ok", None)
+        return {**out, "painted": s.key(), **done}
+
+
+def reconcile(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """After every paint: are the results on the page made from the settings the page shows
+    now? The page gathers an event's settings before it stamps it, so two events a moment
+    apart can reach the server stamped in the other order, and the older settings' answer
+    then lands last. This sees the mismatch and answers for the page's current settings."""
+    if s.key() == s.painted:
+        return {"answered": s.number} if s.number is not None else {}
+    return explore(server, s, request=request, progress=progress)
+
+
+# -- the explanation -----------------------------------------------------------------------------
+def explanation(server: Server, s: Settings, progress=None) -> dict:
+    """What mattered, when, in which modality (uavm.explain), computed once per clip, settings
+    and target, then kept like the features. A problem the status line already reports (the
+    clip, the settings) clears the panel; the explanation's own ones are said in it."""
+    try:
+        q = s.query(server)
+        an, ex = server.analyze(q)
+        if an.prediction is None:
+            return cleared_explanation()
+    except UAVMError:
+        return cleared_explanation()
+    except Exception:
+        log.exception("internal error in the explanation")
+        return cleared_explanation()
+    try:
+        e = ex.explain(q.path, q.start, s.target or "fused", audio=q.audio, video=q.video, mute=q.mute,
+                       blank=q.blank, digest=server.models.digest(q.path),
+                       progress=(lambda f, msg: progress(f, desc=msg)) if progress else None)
+    except UAVMError as err:
+        return {"explain_text": f"⚠️ {public_message(err, q.path)}", "explain_plot": gr.Plot(value=None, visible=False)}
+    except Exception:
+        log.exception("internal error in the explanation")
+        return {"explain_text": "⚠️ internal error (a bug): the server's log has the details",
+                "explain_plot": gr.Plot(value=None, visible=False)}
+    lines = e.summary()
+    return {"explain_text": "\n\n".join([f"**{lines[0]}**", *lines[1:]]),
+            "explain_plot": gr.Plot(value=figures.explanation(e), visible=True)}
+
+
+def explain_tab(server: Server, s: Settings, request=None, progress=None) -> dict:
+    return explanation(server, s, progress)
+
+
+# -- the other tabs ------------------------------------------------------------------------------
+def one_figure(which: str):
+    """The figure of an accordion, made when it is opened."""
+    def make(server: Server, s: Settings, request=None, progress=None) -> dict:
+        try:
+            an, ex = server.analyze(s.query(server))
+        except UAVMError:
+            return {which: None}
+        cfg = ex.pipe.bundle.model.cfg
+        layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+        return {which: figures.full_maps(an, layer, cfg) if which == "full" else figures.av_difference(an, cfg)}
+    return make
+
+
+def _cell(pred, an, m, kind) -> str:
+    """One model's top-1 of one pass, or why there is none."""
+    top = pred.top(m, 1) if pred is not None else None
+    if top:
+        return "{label} ({score:.0%})".format(**top[0])
+    if m in an.missing:
+        return f"— {an.missing[m]}"
+    if kind == "cross_modal" and m != "fused":
+        return "— none: the cross-modal model answers only with both"
+    return f"— {an.error or 'no answer'}"
+
+
+def table_html(headers: list, rows: list) -> str:
+    """An HTML table that fits its column: cells wrap; on a phone each row is a card whose
+    cells are labelled by their column (CSS in page.css)."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td data-label="{escape(h)}">{escape(str(c))}</td>' for h, c in zip(headers, r))
+                   + "</tr>" for r in rows)
+    return f'<table class="uavm-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+COMPARE = ["model", "kind", "audio only", "video only", "fused"]
+
+
+@boundary(lambda: {"compare_table": ""})
+def compare(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """Every model on the same clip and settings: their top-1 answers side by side."""
+    s.query(server)  # the clip and the settings are checked once, for every model
+    rows = []
+    for name in server.names:
+        try:
+            an, ex = server.analyze(s.query(server, model=name, top_k=1))
+        except UAVMError as e:
+            rows.append([name, "", f"— {one_line(e)}", "", ""])
+            continue
+        c = ex.pipe.bundle.model.cfg
+        pred = an.prediction
+        rows.append([name, f"{c.kind} (N={c.n_specific}, Ns={c.n_shared})",
+                     *(_cell(pred, an, m, c.kind) for m in ("audio", "video", "fused"))])
+    return {"compare_table": table_html(COMPARE, rows), "status": f"compared {len(rows)} models on this clip"}
+
+
+@boundary(lambda: {"player": None})
+def heard_and_seen(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """The 10 s window as the model got it: its 3 fps frames (blanked ones black) with the
+    waveform it heard (muted span silent), as a video the browser plays."""
+    from uavm.demo.synth import write_media
+
+    q = s.query(server)
+    an, ex = server.analyze(q)
+    pre = ex.pipe.pre
+    frames = an.frames if an.frames is not None and len(an.frames) and q.video else None
+    wav = an.waveform if an.waveform is not None and len(an.waveform) and q.audio else None
+    if frames is None and wav is None:
+        raise InputError("neither modality is on: nothing to play")
+    if frames is None:  # audio only: a still, so that it plays as a video
+        frames = np.zeros((max(int(round(pre.clip_seconds * pre.video.fps)), 1), 64, 64, 3), np.uint8)
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # the encoder wants even sides
+    out = Path(tempfile.mkdtemp(prefix="uavm-window-")) / "window.mp4"
+    write_media(out, frames, pre.video.fps, wav, pre.audio.sample_rate, options={"preset": "veryfast"})
+    what = ", ".join(x for x in ("frames" if q.video and an.frames is not None else "",
+                                 "sound" if wav is not None else "") if x)
+    return {"player": str(out), "status": f"the window from {an.start:g} s as the model got it ({what})"}
+
+
+@boundary(lambda: {"export_files": None})
+def export(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """The current analysis as files: a report that stands alone (HTML: the clip, the model,
+    every setting, the three passes' answers, the figures, the explanation when it was made)
+    and the `uavm predict --json` answer with attention."""
+    from uavm import report
+
+    q = s.query(server)
+    an, ex = server.analyze(q)
+    if an.prediction is None:
+        raise InputError(an.error)
+    cfg, bundle = ex.pipe.bundle.model.cfg, ex.pipe.bundle
+    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+    name = Path(str(s.media)).name
+    settings_ = {"audio_on": q.audio, "video_on": q.video, "mute": q.mute, "blank": q.blank, "top_k": q.top_k,
+                 "layer": layer}
+    answer = {"clip": name, "model": q.model, "start": an.start, "settings": settings_,
+              **an.prediction.to_dict(q.top_k, attention=True)}
+    e = ex.explain(q.path, q.start, s.target or "fused", audio=q.audio, video=q.video, mute=q.mute, blank=q.blank,
+                   digest=server.models.digest(q.path), cached_only=True)
+    page = report.clip_report(name, q.model, bundle, an, settings_, q.top_k, layer, ex.pipe.pre, explanation=e,
+                              note=answer_note(bundle).replace("**", ""))
+    out = Path(tempfile.mkdtemp(prefix="uavm-export-"))
+    stem = Path(name).stem[:60] or "clip"
+    (out / f"{stem}.uavm.json").write_text(json.dumps(answer, allow_nan=False))
+    (out / f"{stem}.uavm.html").write_text(page, encoding="utf-8")
+    return {"export_files": [str(out / f"{stem}.uavm.html"), str(out / f"{stem}.uavm.json")],
+            "status": "the report and the answer are ready to download"}
+
+
+# -- the clip and the model ----------------------------------------------------------------------
+def duration_changed(server: Server, s: Settings, request=None, progress=None) -> dict:
+    if not s.media:
+        return {"start": gr.Slider(visible=False, value=0)}
+    try:
+        d = server.models.duration(server.uploads.check(s.media))
+    except UAVMError:  # the answers say what is wrong with the file, in the status line
+        return {"start": gr.Slider(visible=False, value=0)}
+    # whole seconds: starts on the 3 fps grid, which a clip's timeline has already decoded
+    return {"start": gr.Slider(visible=d > 10.5, maximum=max(float(np.floor(d - 0.5)), 1.0), value=0, step=1)}
+
+
+def timeline_strip(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """A long clip's timeline: every window's audio, video and fused top-1, from one decode of
+    the whole clip, kept so that moving the window start decodes nothing. A file the answers
+    already refuse shows no strip (one message per problem)."""
+    hidden = {"strip": gr.Column(visible="hidden"), "strip_json": "", "strip_note": ""}
+    if not s.media:
+        return hidden
+    try:
+        path = server.uploads.check(s.media)
+        ex = server.models.get(s.model or server.names[0])
+        if server.models.duration(path) <= ex.pipe.pre.clip_seconds + 0.5:
+            return hidden
+    except UAVMError:
+        return hidden
+    try:
+        tl = ex.timeline(path, digest=server.models.digest(path), stride=STRIDE, top_k=3,
+                         progress=(lambda done, total: progress((done / total) if total else None,
+                                                                desc=f"timeline: {done:.0f} s decoded"))
+                         if progress else None)
+    except UAVMError as e:
+        return {"strip": gr.Column(visible=True), "strip_json": "",
+                "strip_note": f"⚠️ timeline: {public_message(e, path)}"}
+    note = (f"**Timeline** of the whole clip ({tl.duration:.0f} s): the top-1 answer of every {tl.window:g} s "
+            f"window, one every {tl.stride:g} s (overlapping windows take turns in each row; the outlined one is "
+            "the window shown below). Click a window to explore it.")
+    return {"strip": gr.Column(visible=True), "strip_json": figures.timeline(tl).to_json(), "strip_note": note}
+
+
+def pick_window(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """The start of the window clicked in the strip (checked: it comes from the page)."""
+    try:
+        return {"start": gr.Slider(value=number("start", float(str(s.pick).split()[0]), lo=0))}
+    except (UAVMError, ValueError, IndexError):
+        return {"start": gr.skip()}
+
+
+def model_switched(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """A model's own targets for the explanation, its own layers on the slider, its notice."""
+    try:
+        bundle = server.models.get(s.model).pipe.bundle
+    except UAVMError:
+        return {"target": gr.skip(), "layer": gr.skip(), "notice": ""}
+    return {"target": gr.Dropdown(choices=["fused", "audio", "video"] + [lab.name for lab in bundle.labels],
+                                  value="fused"),
+            "layer": layer_slider(bundle.model.cfg), "notice": demo_notice(bundle.config)}
+
+
+def layer_slider(cfg, **kw) -> gr.Slider:
+    return gr.Slider(minimum=1, maximum=max(cfg.n_layers, 2), value=cfg.n_layers, step=1, visible=cfg.n_layers > 1,
+                     label=f"Layer ({figures.layer_label(cfg)})", **kw)
+
+
+def demo_notice(bundle_config: dict) -> str:
+    if is_demo(bundle_config):
+        return ("ℹ️ This is the **demo model**: trained on generated clips of 12 classes (sirens, bells, dogs, "
+                "keyboards), it names every clip one of those, real or not. For the authors' VGGSound model: "
+                "`uavm app --model vggsound-uavm` (see the README).")
+    return ""
+
+
+def example_captions(paths) -> list:
+    """(label, caption) for each example clip: what it is and what to try with it."""
+    from uavm.demo import corpus
+
+    by_name = {c[0].replace(" ", "_").replace("(", "").replace(")", ""): c for c in corpus.CLASSES}
+    out = []
+    for p in paths:
+        c = by_name.get(Path(p).stem)
+        if c is None:
+            out.append((Path(p).stem.replace("_", " "), ""))
+            continue
+        name, _, picture, sound = c
+        same_sound = [o[0] for o in corpus.CLASSES if o[3] == sound and o[0] != name]
+        same_picture = [o[0] for o in corpus.CLASSES if o[2] == picture and o[0] != name]
+        if same_sound:
+            tip = f"sounds like {' and '.join(same_sound)}: turn the video off and the answer can only guess among them"
+        elif same_picture:
+            tip = f"looks like {' and '.join(same_picture)}: turn the audio off and the answer can only guess among them"
+        else:
+            tip = "try muting the audio or blanking the video where the event happens"
+        out.append((name, tip))
+    return out
+
+
+def warm_up(server: Server, clips) -> None:
+    """The default model run on clips before users come: the first click answers like the others."""
+    try:
+        ex = server.models.get(server.names[0])
+        for p in clips:
+            server.models.duration(p)
+            an = ex.run(p, digest=server.models.digest(p))
+            cfg = ex.pipe.bundle.model.cfg
+            figures.temporal(an, cfg.n_layers, ex.pipe.pre, cfg), figures.full_maps(an, cfg.n_layers, cfg)
+    except Exception:  # a failed warm-up only costs the first click its speed
+        log.exception("warm-up failed")
