@@ -48,9 +48,9 @@ def test_the_occlusion_peak_falls_inside_an_event_for_most_clips_in_both_modalit
 
 
 @pytest.mark.slow
-def test_occlusion_peaks_beat_chance_by_far_over_two_dozen_clips(demo, tmp_path):
+def test_occlusion_peaks_beat_chance_by_far_over_a_dozen_clips(demo, tmp_path):
     hits, chance = {"audio": [], "video": []}, []
-    for i in range(24):
+    for i in range(12):  # one of each class
         c = i % len(CLASSES)
         meta = make_clip(tmp_path / f"{i}.mp4", c, clip_seed(1, "test-explain", c, i))
         e = demo.explain(tmp_path / f"{i}.mp4")
