@@ -12,10 +12,9 @@ decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
-import threading
-import time
 from pathlib import Path
 
 # Gradio's telemetry and its version check reach the internet at launch unless told not to:
@@ -26,7 +25,7 @@ from uavm.assets import demo_bundles
 from uavm.settings import settings
 
 from .layout import App, build_app
-from .serving import Uploads, credentials, loopback
+from .serving import credentials, loopback
 
 __all__ = ["App", "build_app", "find_bundles", "serve"]
 
@@ -65,30 +64,34 @@ def serve(a) -> None:
               file=sys.stderr, flush=True)
     app = build_app(find_bundles(a.bundle, a.model, a.mirror), a.device)
     demo = app.blocks
-    cap = int(s.upload_cache_mb * 2**20)
-    uploads = Uploads()
+    from gradio.utils import get_upload_folder
+    from starlette.middleware import Middleware
 
-    def janitor():  # the upload folder is bounded by size as well as by age; API sessions are dropped
-        while True:
-            time.sleep(15)
-            try:
-                dropped = app.sessions.sweep(getattr(demo, "state_holder", None))
-                freed = uploads.trim(cap)
-                if dropped or freed:
-                    print(f"uavm app: dropped {dropped} idle API sessions, freed {freed / 2**20:.0f} MiB of uploads",
-                          file=sys.stderr, flush=True)
-            except OSError:
-                pass
+    from .guard import Guard, Limits
+    from .janitor import Janitor
+    from .layout import plotly_file
 
-    threading.Thread(target=janitor, daemon=True, name="uavm-janitor").start()
-    # many handlers may wait at once (a cached answer must not queue behind slow decodes);
-    # the heavy work is bounded inside by the decode slots and the model lock
+    upload_dir = os.path.realpath(get_upload_folder())
+    guard = Guard.State(Limits(upload_request_mb=s.upload_mb, upload_total_mb=s.upload_cache_mb,
+                               session_events=s.session_events, client_events=s.client_events,
+                               logins_per_client=s.login_failures, logins_total=10 * s.login_failures,
+                               login_hours=s.login_hours), upload_dir, bool(auth), plotly_file())
+    guard.blocks = demo
+    janitor = Janitor(app.server, upload_dir, s.upload_keep, blocks=demo)
+    atexit.register(janitor.close)
+    janitor.start()
+    # many handlers may wait at once (a cached answer must never queue behind slow decodes): the
+    # heavy work is bounded inside, by the decode slots, the per-client lanes and the model lock,
+    # and each session's and address's queued requests at the door (guard.py)
     try:
-        demo.queue(default_concurrency_limit=16, max_size=256).launch(
-            server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="200mb",
-            show_error=True, quiet=True, prevent_thread_lock=True, **app.launch)
+        demo.queue(default_concurrency_limit=64, max_size=2048).launch(
+            server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size=int(s.upload_mb * 2**20),
+            show_error=True, quiet=True, prevent_thread_lock=True, max_threads=160,
+            app_kwargs={"middleware": [Middleware(Guard, state=guard)]}, **app.launch)
     except OSError as e:  # the port was taken after the check, or the share link failed
         raise InputError(f"cannot serve on {a.host}:{a.port}: {e}".split(". You can")[0]) from None
+    if a.share and demo.share_url:  # the page's own origin through the share link
+        guard.origins.add(demo.share_url.rstrip("/").lower())
     # Gradio's own banner speaks of launch() arguments; a command-line user has flags
     url = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port}/"
     print(f"uavm app: serving {url}" + (f" and {demo.share_url}" if a.share and demo.share_url else "")

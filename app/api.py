@@ -2,12 +2,14 @@
 timeline --json` for an uploaded clip. Failures are one-line errors, as an API's should be."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from uavm.errors import InputError, flag
+from uavm.errors import InputError, UAVMError, flag, number
 
 from .page import STRIDE
-from .serving import Server, guarded
+from .serving import Server, guarded, public_message
 
 
 def functions(server: Server) -> dict:
@@ -26,7 +28,8 @@ def functions(server: Server) -> dict:
         flag("include_attention", include_attention)
         spans = [None if a is None and b is None else (a, b) for a, b in ((mute_from, mute_to), (blank_from, blank_to))]
         q = server.query(media, start, audio_on, video_on, *spans, model, top_k, api=True)
-        an, _ = server.analyze(q)
+        with server.serving(request):  # this client's lanes; its work stops if it leaves
+            an, _ = server.analyze(q)
         if an.prediction is None:  # nothing left, or a model that needs both: the library's own words
             raise InputError(an.error)
         return {"start": an.start, **an.prediction.to_dict(q.top_k, attention=include_attention)}
@@ -39,7 +42,15 @@ def functions(server: Server) -> dict:
         server.sessions.used(request)
         path = server.uploads.from_api(media)
         ex = server.models.get(model)
-        return ex.timeline(path, digest=server.models.digest(path), stride=stride, window=window,
-                           top_k=top_k).to_dict()
+        stride = number("stride", stride, lo=1.0)  # at most one window per second of the clip
+        try:
+            with server.serving(request):  # this client's lanes; its work stops if it leaves
+                tl = ex.timeline(path, digest=server.models.digest(path), stride=stride, window=window, top_k=top_k,
+                                 max_windows=server.max_windows)
+        except UAVMError as e:
+            raise InputError(public_message(e, path)) from None
+        return {**tl.to_dict(), "clip": Path(str(getattr(media, "orig_name", "") or
+                                                 (media.get("orig_name") if isinstance(media, dict) else "") or
+                                                 path)).name}
 
     return {"predict": predict, "timeline": timeline}

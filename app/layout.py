@@ -14,8 +14,10 @@ from uavm.assets import examples as example_clips
 
 from . import page
 from .api import functions as api_functions
+from .guard import PLOTLY_URL
 from .page import SENTINEL, Settings
-from .serving import ApiSessions, Server
+from .serving import Server
+from .sessions import Sessions
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = [f.name for f in fields(Settings)]
@@ -56,17 +58,16 @@ class App:
     launch: dict = field(default_factory=dict)
 
     @property
-    def sessions(self) -> ApiSessions:
+    def sessions(self) -> Sessions:
         return self.server.sessions
 
 
-def plotly_head() -> tuple:
-    """(the <script> that loads plotly.js from the plotly package, the folder to allow):
-    served by this server, never fetched from the internet."""
+def plotly_file() -> str:
+    """plotly.js from the plotly package: served by this server (the guard, at PLOTLY_URL),
+    never fetched from the internet, and no server path in the page."""
     import plotly
 
-    folder = os.path.join(os.path.dirname(plotly.__file__), "package_data")
-    return f'<script src="/gradio_api/file={folder}/plotly.min.js"></script>', folder
+    return os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
 
 
 def _device_name(device: str) -> str:
@@ -87,8 +88,12 @@ def _inputs(P: Page, examples: list, device: str, names: list) -> None:
         with gr.Tab("Video"):
             P("video_in", gr.Video(label="Upload or record a clip", sources=["upload", "webcam"], elem_id="video-in"))
             if examples:
-                gr.Examples(examples, inputs=P["video_in"], example_labels=[c[0] for c in captions],
-                            label="Examples: generated clips of the demo's classes", elem_id="examples")
+                # buttons of our own, not gr.Examples: the page's config then names no server path
+                with gr.Column(elem_id="examples"):
+                    gr.Markdown("Examples: generated clips of the demo's classes", elem_classes=["examples-title"])
+                    with gr.Row(elem_classes=["example-buttons"]):
+                        for i, (name, _) in enumerate(captions):
+                            P(f"example_{i}", gr.Button(name, size="sm", variant="secondary", scale=0, min_width=0))
                 gr.Markdown("\n".join(f"- **{n}**: {tip}" for n, tip in captions if tip),
                             elem_classes=["example-captions"])
         with gr.Tab("Audio only"):
@@ -185,13 +190,15 @@ def _handler(server: Server, P: Page, fn, outputs: tuple):
 
     def run(values: dict, request: gr.Request = None, progress=gr.Progress()):
         s = Settings.of({names[id(c)]: v for c, v in values.items()})
-        out = fn(server, s, request=request, progress=progress)
+        server.sessions.page(request)
+        with server.serving(request):  # this client's lanes; its work stops if it leaves
+            out = fn(server, s, request=request, progress=progress)
         return {P[n]: v for n, v in out.items() if n in wanted}
     run.__name__ = run.__qualname__ = fn.__name__
     return run
 
 
-def _wire(P: Page, server: Server, tabs: dict) -> None:
+def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     inputs = {P[n] for n in SETTINGS}
     priv = dict(api_visibility="private")
 
@@ -200,8 +207,10 @@ def _wire(P: Page, server: Server, tabs: dict) -> None:
 
     analysis = call(page.explore, EXPLORE, js=js("stamp"))
     strip = call(page.timeline_strip, STRIP)
+    for i, path in enumerate(examples):
+        P[f"example_{i}"].click(lambda p=path: p, None, P["video_in"], **priv)
     for src in (P["video_in"], P["audio_in"]):  # a new clip: its window's answers, then its timeline
-        src.change(lambda v: v, src, P["media"], js=js("showResults"), **priv).then(
+        src.change(lambda v: page.clip_chosen(server, v), src, P["media"], js=js("showResults"), **priv).then(
             **call(page.duration_changed, ("start",))).then(**analysis).then(**strip)
     P["pick"].change(**call(page.pick_window, ("start",))).then(**analysis)
     # One event per control, not one gr.on for all: two controls changed a moment apart then
@@ -235,8 +244,8 @@ def _wire(P: Page, server: Server, tabs: dict) -> None:
 
 
 def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> App:
-    server = Server(bundles, device)
     examples = [str(p) for p in example_clips()]
+    server = Server(bundles, device, examples=examples)
     if warm:  # the default model loaded and run before the page opens: the first click answers like the others
         import threading
 
@@ -244,8 +253,8 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> App:
         threading.Thread(target=page.warm_up, args=(server, examples[1:]), daemon=True, name="uavm-warm-up").start()
     bundle = server.models.get(server.names[0]).pipe.bundle
     P = Page()
-    # uploads older than an hour are removed every 10 minutes
-    with gr.Blocks(title="UAVM explorer", delete_cache=(600, 3600)) as blocks:
+    # uploads are removed an hour after their last use, by the janitor (janitor.py)
+    with gr.Blocks(title="UAVM explorer") as blocks:
         gr.Markdown("# UAVM: what does each modality say?\n"
                     "The Unified Audio-Visual Model (Gong et al., 2022) runs one pass per modality through shared "
                     "layers; the fused prediction is the mean of the two. Mute the audio or blank the video — "
@@ -263,10 +272,10 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> App:
             with gr.Column(scale=3, min_width=300, elem_id="results"):
                 tabs = _results(P, bundle)
         _hidden(P)
-        _wire(P, server, tabs)
-    head, folder = plotly_head()
+        _wire(P, server, tabs, examples)
+    server.blocks = blocks
     examples_folder = [str(Path(examples[0]).parent)] if examples else []
     return App(blocks, server, dict(css=(HERE / "page.css").read_text(encoding="utf-8"),
-                                    js=(HERE / "page.js").read_text(encoding="utf-8"), head=head,
-                                    allowed_paths=[folder, *examples_folder]))
+                                    js=(HERE / "page.js").read_text(encoding="utf-8"),
+                                    head=f'<script src="{PLOTLY_URL}"></script>', allowed_paths=examples_folder))
 

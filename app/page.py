@@ -20,7 +20,8 @@ import numpy as np
 from uavm import figures
 from uavm.errors import InputError, UAVMError, number, one_line
 
-from .serving import InOrder, Server, public_message, session_of
+from .serving import Server, public_message
+from .sessions import InOrder, session_of
 
 log = logging.getLogger("uavm.app")
 STRIDE = 5.0  # seconds between the timeline's windows
@@ -164,10 +165,13 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
                 "diff": figures.av_difference(an, cfg) if s.diff_open else gr.skip(),
                 "window_at": f"{an.start:g} {an.seconds:g}"})
     server_ms = (time.perf_counter() - t0) * 1000
+    # what THIS page reused: another user's work on the same bytes is nobody's business here
+    mine = server.sessions.seen(request, (q.model, server.models.digest(q.path), an.start))
     out["status"] = (f"**{q.model}** on `{ex.pipe.device}` · window {an.start:g}–{an.start + an.seconds:g} s · "
                      f"server time {server_ms:.0f} ms (features and model {an.timings_ms.get('total', 0):.0f} ms, "
                      f"figures {server_ms - an.timings_ms.get('total', 0):.0f} ms)"
-                     + (f" · reused: {', '.join(an.reused)}" if an.reused else " · decoded and extracted"))
+                     + (f" · reused: {', '.join(an.reused)}" if an.reused and mine else
+                        " · decoded and extracted" if not mine else ""))
     return out
 
 
@@ -307,7 +311,7 @@ def heard_and_seen(server: Server, s: Settings, request=None, progress=None) -> 
         frames = np.zeros((max(int(round(pre.clip_seconds * pre.video.fps)), 1), 64, 64, 3), np.uint8)
     h, w = frames.shape[1:3]
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # the encoder wants even sides
-    out = Path(tempfile.mkdtemp(prefix="uavm-window-")) / "window.mp4"
+    out = Path(tempfile.mkdtemp(prefix="window-", dir=server.workdir)) / "window.mp4"
     write_media(out, frames, pre.video.fps, wav, pre.audio.sample_rate, options={"preset": "veryfast"})
     what = ", ".join(x for x in ("frames" if q.video and an.frames is not None else "",
                                  "sound" if wav is not None else "") if x)
@@ -336,7 +340,7 @@ def export(server: Server, s: Settings, request=None, progress=None) -> dict:
                    digest=server.models.digest(q.path), cached_only=True)
     page = report.clip_report(name, q.model, bundle, an, settings_, q.top_k, layer, ex.pipe.pre, explanation=e,
                               note=answer_note(bundle).replace("**", ""))
-    out = Path(tempfile.mkdtemp(prefix="uavm-export-"))
+    out = Path(tempfile.mkdtemp(prefix="export-", dir=server.workdir))
     stem = Path(name).stem[:60] or "clip"
     (out / f"{stem}.uavm.json").write_text(json.dumps(answer, allow_nan=False))
     (out / f"{stem}.uavm.html").write_text(page, encoding="utf-8")
@@ -345,6 +349,12 @@ def export(server: Server, s: Settings, request=None, progress=None) -> dict:
 
 
 # -- the clip and the model ----------------------------------------------------------------------
+def clip_chosen(server: Server, value):
+    """A new clip in a player -> the page's media. An example clip (a copy Gradio made to show
+    it) is served from the package, so that no cleaning of the upload folder can break it."""
+    return server.example_of(value) or value
+
+
 def duration_changed(server: Server, s: Settings, request=None, progress=None) -> dict:
     if not s.media:
         return {"start": gr.Slider(visible=False, value=0)}
@@ -371,7 +381,7 @@ def timeline_strip(server: Server, s: Settings, request=None, progress=None) -> 
     except UAVMError:
         return hidden
     try:
-        tl = ex.timeline(path, digest=server.models.digest(path), stride=STRIDE, top_k=3,
+        tl = ex.timeline(path, digest=server.models.digest(path), stride=STRIDE, top_k=3, max_windows=server.max_windows,
                          progress=(lambda done, total: progress((done / total) if total else None,
                                                                 desc=f"timeline: {done:.0f} s decoded"))
                          if progress else None)

@@ -1,6 +1,8 @@
 """What makes the app safe to share: the one door for uploads, requests checked once
-(``Query``), handlers whose failures are one line, the models behind one lock with bounded
-decoding, idle API sessions dropped, logins. The page (``page.py``, ``layout.py``) draws."""
+(``Query``), handlers whose failures are one line, the models with bounded decoding and
+caches (``Models``), the server's shared state (``Server``), logins. The guard in front of
+every route is ``guard.py``, sessions ``sessions.py``, the cleaning ``janitor.py``; the page
+(``page.py``, ``layout.py``) draws."""
 from __future__ import annotations
 
 import functools
@@ -16,9 +18,10 @@ from typing import Optional
 
 import gradio as gr
 
-from uavm import load_bundle
-from uavm.errors import InputError, UAVMError, flag, one_line
-from uavm.explore import Explorer, file_digest
+from uavm import load_bundle, work
+from uavm.cache import Budget, Store
+from uavm.errors import InputError, UAVMError, flag, one_line, shorten
+from uavm.explore import Explorer, Shared, file_digest
 from uavm.inference import Pipeline, check_top_k, check_window
 from uavm.media import Limits, probe_isolated
 from uavm.settings import settings
@@ -26,16 +29,19 @@ from uavm.settings import settings
 
 class Uploads:
     """The one door for media from clients (the page and the API alike): a path is used only
-    if it names a regular file that Gradio placed in its upload folder. Checked before
-    anything stats, opens, hashes or probes it, so a client can neither name a file of
-    the server's nor learn whether one exists."""
+    if it names a regular file that Gradio placed in its upload folder, or is one of the
+    example clips shipped with uavm (served from the package, so no eviction can break them).
+    Checked before anything stats, opens, hashes or probes it, so a client can neither name
+    a file of the server's nor learn whether one exists. A use marks the file as used (its
+    modification time): the janitor removes uploads an hour after their last use."""
 
     REFUSED = "media must be a file uploaded to this server"
 
-    def __init__(self, root: str | None = None):
+    def __init__(self, root: str | None = None, examples=()):
         from gradio.utils import get_upload_folder
 
         self.root = os.path.realpath(root or get_upload_folder())
+        self.examples = {os.path.realpath(str(p)) for p in examples}
 
     def from_api(self, value) -> str:
         """An API argument: only Gradio's FileData (which Gradio itself checked and placed)."""
@@ -47,8 +53,10 @@ class Uploads:
         return self.check(value.get("path"))
 
     def check(self, path) -> str:
-        if not isinstance(path, str) or not path or "\0" in path:
+        if not isinstance(path, str) or not path or "\0" in path or len(path) > 4096:
             raise InputError(self.REFUSED)
+        if os.path.realpath(path) in self.examples and os.path.abspath(path) in self.examples:
+            return os.path.realpath(path)
         lexical = os.path.abspath(path)  # no file system access yet
         if not lexical.startswith(self.root + os.sep):
             raise InputError(self.REFUSED)
@@ -58,38 +66,16 @@ class Uploads:
         try:
             st = os.lstat(real)
         except OSError:
-            raise InputError("the uploaded file is gone (uploads are kept for an hour): upload it again") from None
+            raise InputError("the uploaded file is gone (uploads are kept for an hour after their last use): "
+                             "upload it again") from None
         if not stat.S_ISREG(st.st_mode):
             raise InputError(self.REFUSED)
-        return real
-
-    def trim(self, max_bytes: int, keep_s: float = 120.0) -> int:
-        """Delete the oldest uploads until they take at most ``max_bytes`` (Gradio removes
-        them by age; this bounds them by size too). Files younger than ``keep_s`` stay.
-        -> bytes freed."""
-        files = []
-        for dirpath, _, names in os.walk(self.root):
-            for n in names:
-                p = os.path.join(dirpath, n)
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    files.append((st.st_mtime, st.st_size, p))
-        total, freed, now = sum(f[1] for f in files), 0, time.time()
-        for mtime, size, p in sorted(files):
-            if total - freed <= max_bytes:
-                break
-            if now - mtime < keep_s:
-                continue
-            try:
-                os.unlink(p)
-                freed += size
-                os.rmdir(os.path.dirname(p))  # Gradio keeps each upload in a folder of its own
+        if time.time() - st.st_mtime > 60:
+            try:  # used now: kept another hour (mtime moves; the content key is by content)
+                os.utime(real, None)
             except OSError:
                 pass
-        return freed
+        return real
 
 
 def guarded(fn):
@@ -101,38 +87,46 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except UAVMError as e:
-            raise gr.Error(one_line(e)) from None
+        except UAVMError as e:  # bad input: one line to the client, no traceback in the log
+            raise gr.Error(one_line(e), print_exception=False) from None
         except Exception:
             logging.getLogger("uavm.app").exception("internal error in %s", fn.__name__)
-            raise gr.Error("internal error (a bug): the server's log has the details") from None
+            raise gr.Error("internal error (a bug): the server's log has the details", print_exception=False) from None
     return inner
 
 
 def public_message(e: BaseException, path: str | None = None) -> str:
-    """One line for a client: the server's paths replaced by the file's own name."""
+    """One line for a client: the server's paths replaced by the file's own name, and no
+    memory address of the server's objects."""
+    import re
+
     msg = one_line(e)
     if path:
         msg = msg.replace(path, Path(path).name)
-    return msg
+    return re.sub(r"0x[0-9a-fA-F]{6,}", "0x…", msg)
 
 
 class Models:
     """One Pipeline + Explorer per bundle, loaded on first use and shared by every session.
-    All of them share one model lock (the networks' passes run one at a time) and one set
-    of decode slots (slow uploads queue behind each other, not in front of cached work)."""
+    They share one ``uavm.explore.Shared``: one byte budget for every cache, one decode per
+    window for every model with the same preprocessing, the network locks, the decode slots
+    for windows and the long lane for timelines."""
 
-    def __init__(self, bundles: dict, device: str = "auto", decode_slots: int = 2):
+    def __init__(self, bundles: dict, device: str = "auto", decode_slots: int = 2, long_slots: int = 1,
+                 cache_mb: float = 1024.0):
         self.paths, self.device = bundles, device
         self._loaded, self._lock = {}, threading.Lock()
-        self.model_lock = threading.Lock()
-        self.decode_slots = threading.BoundedSemaphore(max(int(decode_slots), 1))
-        self._digests = {}
+        self.shared = Shared(budget=Budget(cache_mb * 2**20),
+                             decode_slots=threading.BoundedSemaphore(max(int(decode_slots), 1)),
+                             long_slots=threading.BoundedSemaphore(max(int(long_slots), 1)))
+        self.model_lock = self.shared.model_lock
+        self.decode_slots = self.shared.decode_slots
+        self._digests = Store(4096, budget=Budget(float("inf")))  # (path, size, mtime) -> digest; durations
         self.limits = Limits.from_env()
 
     def name(self, model) -> str:
         if not isinstance(model, str) or model not in self.paths:
-            raise InputError(f"unknown model {model!r}; one of: {', '.join(self.paths)}")
+            raise InputError(f"unknown model {shorten(model)}; one of: {', '.join(self.paths)}")
         return model
 
     def get(self, name: str) -> Explorer:
@@ -140,27 +134,32 @@ class Models:
         with self._lock:
             if name not in self._loaded:
                 self._loaded[name] = Explorer(Pipeline(load_bundle(self.paths[name]), self.device),
-                                              model_lock=self.model_lock, decode_slots=self.decode_slots)
+                                              shared=self.shared)
             return self._loaded[name]
 
     def digest(self, path: str) -> str:
         """The upload's content hash, outside every lock (uploads are capped in size)."""
         st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key not in self._digests:
-            if len(self._digests) > 4096:
-                self._digests.clear()
-            self._digests[key] = file_digest(path)
-        return self._digests[key]
+        return self._digests.get_or((path, st.st_size, st.st_mtime_ns), lambda: file_digest(path))[0]
 
     def duration(self, path: str) -> float:
         """Through the isolated decoder, in a decode slot, like every other look at an upload;
-        kept by content, as the decoded windows are."""
+        kept by content, as the decoded windows are (a refusal too)."""
         key = ("duration", self.digest(path))
-        if key not in self._digests:
-            with self.decode_slots:
-                self._digests[key] = probe_isolated(path, self.limits).duration or 0.0
-        return self._digests[key]
+        hit = self._digests.get(key)
+        if isinstance(hit, UAVMError):
+            raise hit
+        if hit is None:
+            try:
+                with work.holding(self.decode_slots):
+                    hit = probe_isolated(path, self.limits).duration or 0.0
+            except work.Cancelled:
+                raise
+            except UAVMError as e:
+                self._digests.put(key, e)
+                raise
+            self._digests.put(key, hit)
+        return hit
 
 
 @dataclass(frozen=True)
@@ -179,17 +178,35 @@ class Query:
 
 
 class Server:
-    """What every handler of one app shares: the models (one lock, bounded decodes), the door
-    for uploads, the API sessions, the order of each page's requests."""
+    """What every handler of one app shares: the models (bounded decodes and caches), the door
+    for uploads, the sessions, the order of each page's requests, the folder of the files the
+    app writes, and (once it runs) Gradio's Blocks, to know when a client has gone."""
 
-    def __init__(self, bundles: dict, device: str = "auto"):
+    def __init__(self, bundles: dict, device: str = "auto", examples=()):
+        import tempfile
+
+        from .sessions import InOrder, Sessions
+
         if not bundles:
             raise UAVMError("no model bundles found: build the demo (uavm build-demo) or pass --bundle DIR")
         self.names, self.device = list(bundles), device
-        self.models = Models(bundles, device, decode_slots=settings().decode_slots)
-        self.uploads = Uploads()
-        self.sessions = ApiSessions()
+        s = settings()
+        self.models = Models(bundles, device, decode_slots=s.decode_slots, long_slots=s.long_slots,
+                             cache_mb=s.cache_mb)
+        self.uploads = Uploads(examples=examples)
+        self.examples = {}  # content digest -> the example clip in the package
+        for e in examples:
+            try:
+                self.examples[file_digest(e)] = os.path.realpath(str(e))
+            except UAVMError:
+                pass
+        self.sessions = Sessions(page_idle_s=s.session_idle)
         self.in_order = InOrder()
+        self.blocks = None
+        # every file the app writes (exports, the "heard and seen" clips) lives here; removed on
+        # a schedule and at exit (janitor.py)
+        self.workdir = tempfile.mkdtemp(prefix="uavm-app-")
+        self.max_windows = s.app_max_windows
 
     def query(self, media, start=0.0, audio=True, video=True, mute=None, blank=None, model=None, top_k=5,
               api=False) -> Query:
@@ -211,45 +228,33 @@ class Server:
             raise InputError(public_message(e, q.path)) from None
         return an, ex
 
+    def example_of(self, path):
+        """The packaged example clip whose bytes an upload holds, or None."""
+        try:
+            real = self.uploads.check(path)
+            return self.examples.get(self.models.digest(real)) if self.examples else None
+        except (UAVMError, OSError):
+            return None
 
-class ApiSessions:
-    """Gradio keeps a session for every client (a copy of the page's config and its last
-    answer, ~100 KB) for up to 10,000 sessions. A page's session is the user's work and is
-    left alone; a session that only ever called the API holds nothing anyone needs once
-    its answer is sent, so it is dropped after ``idle_s`` without a call. A long run of
-    one-shot API clients then leaves the server's memory flat."""
-
-    def __init__(self, idle_s: float = 30.0):
-        self.idle_s, self.last, self._lock = idle_s, {}, threading.Lock()
-
-    def used(self, request) -> None:
+    def gone(self, request) -> bool:
+        """Has this request's client gone (Gradio marks its events dead when its stream closes)?"""
         h = getattr(request, "session_hash", None)
-        if h:
-            with self._lock:
-                self.last[h] = time.time()
+        q = getattr(self.blocks, "_queue", None)
+        if not h or q is None:
+            return False
+        try:
+            return any(e.session_hash == h and not e.alive for job in list(q.active_jobs) if job for e in job)
+        except (AttributeError, RuntimeError):
+            return False
 
-    def page(self, request) -> None:
-        """This session has a page: never drop it."""
-        h = getattr(request, "session_hash", None)
-        with self._lock:
-            self.last.pop(h, None)
+    def serving(self, request):
+        """The context a client's request runs in: its lanes, and a stop when it leaves."""
+        import contextlib
 
-    def sweep(self, holder) -> int:
-        now, dropped = time.time(), 0
-        with self._lock:
-            idle = [h for h, t in self.last.items() if now - t > self.idle_s]
-            for h in idle:
-                del self.last[h]
-        data, lock = getattr(holder, "session_data", None), getattr(holder, "lock", None)
-        if data is None or lock is None:  # another Gradio: nothing to do
-            return 0
-        with lock:
-            for h in idle:
-                if data.pop(h, None) is not None:
-                    dropped += 1
-                getattr(holder, "time_last_used", {}).pop(h, None)
-        return dropped
-
+        stack = contextlib.ExitStack()
+        stack.enter_context(work.as_client(getattr(request, "session_hash", None)))
+        stack.enter_context(work.stop_when(lambda: self.gone(request)))
+        return stack
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -277,88 +282,3 @@ def loopback(host: str) -> bool:
         return False
 
 
-def session_of(request, kind: str):
-    """The key of a page session's requests of one kind, or None without a session (then
-    requests are not ordered: never one key shared by every client)."""
-    h = getattr(request, "session_hash", None)
-    return (kind, h) if h else None
-
-
-class InOrder:
-    """One session's requests of one kind answered in the order the page sent them: a page's
-    events travel as separate HTTP requests and run concurrently, so they can reach the
-    server out of order, and an answer to an older setting must never land after a newer
-    one. The page stamps each request (``STAMP`` in the UI); a request overtaken by a newer
-    one of its session is told so, and skips its work (the newer answer follows)."""
-
-    REMEMBER = 4096  # sessions whose last answer is remembered (a forgotten one only loses the guard)
-
-    def __init__(self):
-        import collections
-
-        self._cond = threading.Condition()
-        self._sessions: collections.OrderedDict = collections.OrderedDict()
-
-    @staticmethod
-    def stamp(value):
-        """The page's stamp, checked: an integer in [1, 2**53], or None (then arrival order)."""
-        try:
-            v = float(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-        return int(v) if v.is_integer() and 1 <= v <= 2 ** 53 else None
-
-    def turn(self, session, stamp=None):
-        """A context manager; inside it, ``superseded()`` says whether a newer request of the
-        session has arrived or already been answered (then this one must not answer)."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def ticket():
-            if session is None:
-                yield lambda: False
-                return
-            with self._cond:
-                s = self._sessions.pop(session, None) or {"seen": 0, "answered": 0, "busy": False, "waiting": []}
-                self._sessions[session] = s  # most recent last; the oldest idle ones are forgotten
-                while len(self._sessions) > self.REMEMBER:
-                    old = next(iter(self._sessions))
-                    if self._sessions[old]["busy"] or self._sessions[old]["waiting"]:
-                        break
-                    self._sessions.popitem(last=False)
-                mine = self.stamp(stamp) or s["seen"] + 1
-                s["seen"] = max(s["seen"], mine)
-                s["waiting"].append(mine)  # a list: a hostile page may repeat a stamp
-                self._cond.notify_all()  # the session's older waiting requests are stale now
-
-                def stale():
-                    return mine < s["seen"] or mine <= s["answered"]
-                # a stale request leaves at once, without its turn: a session holds at most two
-                # of the server's handler threads (the running request and the newest waiting)
-                while (s["busy"] or mine != min(s["waiting"])) and not stale():
-                    self._cond.wait()
-                s["waiting"].remove(mine)
-                turn = not stale()
-                if turn:
-                    s["busy"] = True
-                else:
-                    self._cond.notify_all()
-            if not turn:
-                yield lambda: True
-                return
-            asked = []
-
-            def superseded() -> bool:
-                with self._cond:
-                    out = stale()
-                asked.append(out)
-                return out
-            try:
-                yield superseded
-            finally:
-                with self._cond:
-                    if not (asked and asked[0]):  # it answered
-                        s["answered"] = max(s["answered"], mine)
-                    s["busy"] = False
-                    self._cond.notify_all()
-        return ticket()

@@ -155,7 +155,7 @@ def test_the_explorer_explains_from_its_cache_with_the_pipelines_answer(demo, co
     path = corpus[3][0]
     ex.run(path, blank=(3, 6))
     got = ex.explain(path, blank=(3, 6))
-    assert len(ex.decoded) == 1, "explain decoded the clip again"
+    assert len(ex.shared.decoded) == 1, "explain decoded the clip again"
     assert ex.explain(path, blank=(3, 6)) is got, "the explanation was not cached"
     want = demo.explain(path, blank=(3, 6))
     for m in ("audio", "video"):

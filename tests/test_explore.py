@@ -72,3 +72,25 @@ def test_after_a_timeline_moving_the_window_decodes_nothing_and_answers_alike(ti
             np.testing.assert_allclose(got.prediction.logits[m], want.prediction.logits[m], rtol=1e-3, atol=1e-3)
     with pytest.raises(AssertionError, match="decoded again"):
         ex.run(clip, start=2.5)  # off the 3 fps grid: a decode of its own
+
+
+def test_explain_after_a_timeline_is_the_pipelines_explanation_of_that_window(media_dir):
+    """A timeline's clip serves windows with display thumbnails; features never come from
+    them (the explorer once explained the thumbnails, and cached their features)."""
+    from uavm.assets import default_bundle
+
+    clip = media_dir / "long.mp4"  # 25 s
+    ex = Explorer(Pipeline(load_bundle(default_bundle()), "cpu"))
+    ex.timeline(clip, stride=5.0)
+    got = ex.explain(clip, start=10.0)
+    want = ex.pipe.explain(clip, start=10.0)
+    assert got.target["label"] == want.target["label"] and got.target["from"] == want.target["from"]
+    for m, s in want.target["score"].items():
+        assert (got.target["score"][m] is None) == (s is None)
+        if s is not None:
+            assert abs(got.target["score"][m] - s) < 2e-3, m  # features kept as float16 by the timeline
+    for m in ("audio", "video"):
+        np.testing.assert_allclose(got.occlusion[m]["drop"], want.occlusion[m]["drop"], atol=5e-3)
+    # and a later answer of that window is the pipeline's too (nothing wrong was cached)
+    np.testing.assert_allclose(ex.run(clip, start=10.0).prediction.logits["fused"],
+                               ex.pipe.predict(clip, start=10.0).logits["fused"], atol=2e-3)

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # tier of each part of uavm: a module may import only its own tier or lower ones
 TIERS = [
-    ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files", "uavm.config"]),
+    ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files", "uavm.config", "uavm.work", "uavm.cache"]),
     ("core", ["uavm.media", "uavm.features", "uavm.model", "uavm.bundle", "uavm.official", "uavm.hub",
               "uavm.inference", "uavm.explore", "uavm.explain", "uavm.timeline", "uavm.figures", "uavm.report",
               "uavm.assets"]),
@@ -105,7 +105,7 @@ def test_the_model_knows_no_files_decoders_features_plots_or_gradio():
 
 def test_the_decoder_side_never_loads_torch():
     # decoder processes are forked from a server that preloads uavm.media: it must stay small
-    for name in ("uavm.media", "uavm.errors", "uavm.files", "uavm.settings"):
+    for name in ("uavm.media", "uavm.errors", "uavm.files", "uavm.settings", "uavm.work"):
         got = imports(name, ALL[name])
         assert not any(m.split(".")[0] in ("torch", "timm", "torchaudio", "gradio") for m in got), name
         assert all(tier(m) == 0 or m == "uavm.media" for m in got if m.startswith("uavm") and _known(m)), name

@@ -267,7 +267,7 @@ def test_bad_parameters_are_one_line_errors_before_any_decoding(pipe, kw, msg, m
 def test_a_clip_over_the_duration_limit_is_refused_in_one_line(pipe, tmp_path, monkeypatch):
     clip = demo_clip(tmp_path / "c.mp4", seconds=12, fps=5, size=(64, 96))
     monkeypatch.setattr(pipe, "limits", dataclasses.replace(pipe.limits, max_seconds=5))
-    with pytest.raises(media.MediaError, match="longer than 5 s, the limit of a clip decoded whole"):
+    with pytest.raises(media.MediaError, match="holds media past 5 s, the limit of a clip decoded whole"):
         pipe.timeline(clip)
 
 

@@ -2,6 +2,7 @@
 session's requests answered in order."""
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -
 
 
 def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_path):
-    from uavm.app import Uploads
+    from uavm.app.serving import Uploads
     from uavm.errors import InputError
 
     root = tmp_path / "uploads"
@@ -31,26 +32,43 @@ def test_the_upload_door_takes_regular_files_inside_the_upload_folder_only(tmp_p
     assert door.from_api({"path": str(ok), "meta": {"_type": "gradio.FileData"}}) == os.path.realpath(ok)
 
 
-def test_the_upload_folder_is_trimmed_oldest_first_to_its_size_cap(tmp_path):
-    from uavm.app import Uploads
+def test_uploads_go_an_hour_after_their_last_use_and_nothing_is_evicted_for_room(tmp_path):
+    from uavm.app.janitor import remove_old
+    from uavm.app.serving import Uploads
 
     now = time.time()
-    for i in range(5):
+    for i in range(4):
         d = tmp_path / f"u{i}"
         d.mkdir()
         (d / "clip.mp4").write_bytes(b"x" * 1000)
-        os.utime(d / "clip.mp4", (now - 1000 + i, now - 1000 + i))
-    (tmp_path / "new").mkdir()
-    (tmp_path / "new" / "clip.mp4").write_bytes(b"x" * 1000)  # just uploaded: kept whatever the cap
-    freed = Uploads(str(tmp_path)).trim(2500)
-    assert freed == 4000
-    assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["new", "u4"]
+        os.utime(d / "clip.mp4", (now - 4000, now - 4000))  # uploaded over an hour ago
+    door = Uploads(str(tmp_path))
+    door.check(str(tmp_path / "u1" / "clip.mp4"))  # ... but u1 was just used: kept another hour
+    freed = remove_old(str(tmp_path), 3600)
+    assert freed == 3000
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.mp4")) == ["u1"]
+    assert not (tmp_path / "u0").exists()  # its folder went with it
+    assert remove_old(str(tmp_path), 3600) == 0  # and however full the folder, nothing young is removed
+
+
+def test_example_clips_are_served_from_the_package(tmp_path):
+    from uavm.app.serving import Uploads
+    from uavm.assets import examples
+    from uavm.errors import InputError
+
+    ex = [str(p) for p in examples()]
+    if not ex:
+        pytest.skip("the demo model is not in weights/: run `uavm build-demo`")
+    door = Uploads(str(tmp_path), examples=ex)
+    assert door.check(ex[0]) == os.path.realpath(ex[0])
+    with pytest.raises(InputError):  # only those files: not their folder, not a neighbour
+        door.check(str(Path(ex[0]).parent / "config.json"))
 
 
 def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
     import threading
 
-    from uavm.app.serving import InOrder
+    from uavm.app.sessions import InOrder
 
     order, overtaken, gate = [], {}, threading.Event()
     q = InOrder()
@@ -102,7 +120,7 @@ def test_a_sessions_requests_are_answered_in_order_and_overtaken_ones_know_it():
 
 
 def test_the_sessions_remembered_are_bounded(monkeypatch):
-    from uavm.app.serving import InOrder
+    from uavm.app.sessions import InOrder
 
     monkeypatch.setattr(InOrder, "REMEMBER", 10)
     q = InOrder()
@@ -122,7 +140,7 @@ def test_every_page_handler_that_names_the_request_is_given_it():
     from gradio.helpers import special_args
 
     from uavm.app import build_app, find_bundles
-    from uavm.app.serving import session_of
+    from uavm.app.sessions import session_of
 
     demo = build_app(find_bundles(), "cpu", warm=False).blocks
     request, checked = object(), 0

@@ -28,15 +28,16 @@ Times are clip seconds: occluded spans by their centres, Transformer steps by th
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
 
+from . import work
 from .errors import InputError, UAVMError, flag, number
 from .features import to_model_input
 from .inference import Pipeline, Prediction, apply_spans, check_window, nothing_left, span_mask
@@ -307,56 +308,67 @@ def _curve(times, base: dict, occluded: dict, m: str, cross: bool) -> dict:
 
 def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "fused", window: float = 1.0,
                    stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
-                   clip: str = "", base: Optional[dict] = None, black: Optional[Callable] = None,
-                   progress=None) -> Explanation:
+                   clip: str = "", progress=None) -> Explanation:
     """Explain the prediction on one decoded window ``(waveform, frames, missing)``.
 
     ``mute`` / ``blank`` (clip seconds) are applied first: the explanation is of the clip as
-    the model then sees it. ``base``: the raw features of that window when the caller has
-    them (the explorer's cache); ``black(frame_shape)``: the black frame's feature, likewise.
-    ``progress(fraction, message)`` hears about the stages.
+    the model then sees it. ``progress(fraction, message)`` hears about the stages.
     """
-    t0 = time.perf_counter()
-    say = progress or (lambda f, msg: None)
     start, mute, blank = check_window(start, mute, blank)
     audio, video = flag("audio", audio), flag("video", video)
-    pre, cfg = pipe.pre, pipe.bundle.model.cfg
-    secs, steps, kind = pre.clip_seconds, cfg.seq_len, cfg.kind
-    window, stride = check_occlusion(window, stride, secs)
-    target = check_target(target)
-    label_index(target, pipe.bundle.labels)  # an unknown label fails before any work
-    cross = kind == "cross_modal"
-
+    pre = pipe.pre
+    check_occlusion(window, stride, pre.clip_seconds)
+    label_index(check_target(target), pipe.bundle.labels)  # an unknown label fails before any work
     wav, frames, missing = decoded
     missing = dict(missing)
     for m, on in (("audio", audio), ("video", video)):
         if not on:
             missing.setdefault(m, "turned off")
     wav = wav if audio and "audio" not in missing else None
-    frames = frames if video and "video" not in missing else None
-    wav, frames = apply_spans(wav, frames, pre, start, mute, blank)
-    if frames is not None and not len(frames):
-        frames = None
+    frames = frames if video and "video" not in missing and frames is not None and len(frames) else None
+    (progress or (lambda f, msg: None))(0.05, "features of the window")
+    f = pipe.features_many([pipe.prepare((wav, frames, missing), start, mute, blank)])[0]
+    black = pipe.video_features(np.zeros((1, *frames.shape[1:]), np.uint8))[0] if frames is not None else None
+    heard = apply_spans(wav, None, pre, start, mute)[0] if wav is not None else None
+    return explain_features(pipe, heard, f, start, target, window, stride, clip=clip, black=black, progress=progress)
+
+
+def explain_features(pipe: Pipeline, wav, feats, start: float, target: str = "fused", window: float = 1.0,
+                     stride: float = 0.5, clip: str = "", black=None, lock=None, progress=None) -> Explanation:
+    """Explain the prediction on a window's raw features (``uavm.inference.Features``, spans
+    already applied, ``missing`` saying what is absent and why), the one path shared by the
+    library and the explorer. ``wav``: the window's waveform with the muted span silenced (the
+    audio occlusion recomputes its features); ``black``: the black frame's feature (the video
+    occlusion splices it in). ``lock``: held around each network pass, never for longer, so that
+    other work runs between them (a server's model lock)."""
+    t0 = time.perf_counter()
+    say = progress or (lambda f, msg: None)
+    lock = lock or contextlib.nullcontext()
+    pre, cfg = pipe.pre, pipe.bundle.model.cfg
+    secs, steps, kind = pre.clip_seconds, cfg.seq_len, cfg.kind
+    window, stride = check_occlusion(window, stride, secs)
+    target = check_target(target)
+    label_index(target, pipe.bundle.labels)  # an unknown label fails before any work
+    cross = kind == "cross_modal"
+    missing = dict(feats.missing)
     timings = {}
 
-    # the unoccluded prediction, from the caller's features or computed here
+    def net(fn, *args):
+        work.checkpoint()
+        with lock:
+            return fn(*args)
+
     t = time.perf_counter()
-    base = dict(base or {})
-    need = [m for m, x in (("audio", wav), ("video", frames)) if x is not None and base.get(m) is None]
-    if need:
-        say(0.05, "features of the window")
-        f = pipe.features_many([pipe.prepare((wav if "audio" in need else None,
-                                              frames if "video" in need else None, {}))])[0]
-        base.update({m: getattr(f, m) for m in need})
-    feats = {m: base.get(m) for m, x in (("audio", wav), ("video", frames)) if x is not None}
-    pred = pipe.predict_features(feats.get("audio"), feats.get("video"), missing)
+    present_feats = {m: getattr(feats, m) for m in MODALITIES
+                     if getattr(feats, m) is not None and len(getattr(feats, m)) and m not in missing}
+    pred = net(pipe.predict_features, present_feats.get("audio"), present_feats.get("video"), missing)
     missing = dict(pred.missing)
-    present = [m for m in MODALITIES if m in feats and m not in missing]
+    present = [m for m in MODALITIES if m in present_feats and m not in missing]
     index, chosen = resolve_target(target, pred, kind)
     timings["prediction"] = (time.perf_counter() - t) * 1000
 
-    x = {m: to_model_input(feats[m], steps) for m in present}
-    base_scores = _passes(pipe, x.get("audio"), x.get("video"), index)
+    x = {m: to_model_input(present_feats[m], steps) for m in present}
+    base_scores = net(_passes, pipe, x.get("audio"), x.get("video"), index)
     sp = spans(secs, window, stride)
     times = np.array([start + (a + b) / 2 for a, b in sp])
     occ = {m: None for m in MODALITIES}
@@ -366,8 +378,8 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
         """The occluded rows of modality m, the other modality as it is."""
         n = len(rows)
         other = {o: x[o].expand(n, -1, -1) for o in present if o != m}
-        return _passes(pipe, rows if m == "audio" else other.get("audio"),
-                       rows if m == "video" else other.get("video"), index)
+        return net(_passes, pipe, rows if m == "audio" else other.get("audio"),
+                   rows if m == "video" else other.get("video"), index)
 
     if "audio" in present:
         t = time.perf_counter()
@@ -375,15 +387,15 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
         rows = [None] * len(sp)
         todo = []
         for k, (a, b) in enumerate(sp):
-            if span_mask(len(wav), pre.audio.sample_rate, (a, b)).any():
+            if wav is not None and span_mask(len(wav), pre.audio.sample_rate, (a, b)).any():
                 todo.append(k)
             else:  # nothing to silence (past the audio's end): the features are the window's own
-                rows[k] = feats["audio"]
+                rows[k] = present_feats["audio"]
         for c in range(0, len(todo), AUDIO_BATCH):
             chunk = todo[c:c + AUDIO_BATCH]
             prepared = [pipe.prepare((wav, None, {}), start, mute=(start + sp[k][0], start + sp[k][1]))
                         for k in chunk]
-            for k, f in zip(chunk, pipe.features_many(prepared)):
+            for k, f in zip(chunk, net(pipe.features_many, prepared)):
                 rows[k] = f.audio
         occ["audio"] = _curve(times, base_scores, run("audio", torch.cat([to_model_input(r, steps) for r in rows])),
                               "audio", cross)
@@ -391,11 +403,12 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
     if "video" in present:
         t = time.perf_counter()
         say(0.6, f"video occlusion: {len(sp)} blacked-out spans")
-        dark = black(frames.shape[1:]) if black else pipe.video_features(np.zeros((1, *frames.shape[1:]), np.uint8))[0]
+        if black is None:
+            raise UAVMError("the video occlusion needs the black frame's feature")
         rows = []
         for a, b in sp:
-            f = feats["video"].copy()
-            f[span_mask(len(f), pre.video.fps, (a, b))] = dark
+            f = present_feats["video"].copy()
+            f[span_mask(len(f), pre.video.fps, (a, b))] = black
             rows.append(to_model_input(f, steps))
         occ["video"] = _curve(times, base_scores, run("video", torch.cat(rows)), "video", cross)
         timings["video occlusion"] = (time.perf_counter() - t) * 1000
@@ -416,6 +429,11 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
     timings["rest"] = (time.perf_counter() - t) * 1000
     timings["total"] = (time.perf_counter() - t0) * 1000
     lab = pipe.bundle.labels[index]
+    ends = {}
+    for m, n, rate in (("audio", None if wav is None or "audio" not in present else len(wav), pre.audio.sample_rate),
+                       ("video", None if "video" not in present else len(present_feats["video"]), pre.video.fps)):
+        if n is not None and n / rate < secs - 1e-3:
+            ends[m] = round(start + n / rate, 3)
     return Explanation(
         clip=str(clip), start=float(start), seconds=float(secs), model={"name": pipe.bundle.name, "kind": kind},
         window=window, stride=stride,
@@ -423,17 +441,7 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
                 "score": {m: (float(base_scores[m][0]) if m in base_scores else None) for m in ("fused", *MODALITIES)}},
         occlusion=occ, occlusion_tokens=tok, contribution=contribution(pred, index, kind),
         rollout=roll, attention_last=last, step_times=[start + (k + 0.5) * secs / steps for k in range(steps)],
-        missing=missing, notes=notes, prediction=pred, timings_ms=timings, ends=_ends(wav, frames, pre, start))
-
-
-def _ends(wav, frames, pre, start: float) -> dict:
-    """Where each present modality's media ends in the window, when it ends before the window does."""
-    out = {}
-    for m, n, rate in (("audio", None if wav is None else len(wav), pre.audio.sample_rate),
-                       ("video", None if frames is None else len(frames), pre.video.fps)):
-        if n is not None and n / rate < pre.clip_seconds - 1e-3:
-            out[m] = round(start + n / rate, 3)
-    return out
+        missing=missing, notes=notes, prediction=pred, timings_ms=timings, ends=ends)
 
 
 def explain_clip(pipe: Pipeline, path, start: float = 0.0, target: str = "fused", window: float = 1.0,

@@ -11,24 +11,30 @@ changes afterwards reuses them, keyed by content:
 * moving the window start of a clip whose timeline was built (``timeline``): the clip was
   decoded once, whole, and any window on its 3 fps grid is served from it.
 
-Shared by every session of a server, it is safe to call from many threads: decoding
-(file I/O, in isolated processes) happens outside the model lock, bounded by its own
-slots, so slow uploads queue behind each other and never in front of another user's
-cached work; only the networks' passes are serialised by ``model_lock``.
+Shared by every session of a server (``Shared``: one byte budget for every cache, one
+decode per window for every model with the same preprocessing, the locks and slots), it is
+safe to call from many threads: decoding (file I/O, in isolated processes) happens outside
+the network locks, bounded by its own slots, so slow uploads queue behind each other and
+never in front of another user's cached work; a timeline decodes in a lane of its own; the
+backbones' passes are serialised by ``model_lock``, the Transformer's by ``head_lock``, so
+an answer from cached features never waits for another clip's feature extraction. A refusal
+is cached like an answer (a hostile file costs its work once); cancelled work is not.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from . import work
+from .cache import Budget, Store
 from .errors import UAVMError
 from .files import sha256
 from .inference import (
+    Features,
     Pipeline,
     Prediction,
     apply_spans,
@@ -47,25 +53,37 @@ def file_digest(path) -> str:
     return sha256(path)
 
 
-class LRU(OrderedDict):
-    def __init__(self, size: int, evict=None):
-        super().__init__()
-        self.size, self.evict = size, evict
-
-    def get_or(self, key, make):
-        if key in self:
-            self.move_to_end(key)
-            return self[key], True
-        value = make()
-        self[key] = value
-        while len(self) > self.size:
-            _, old = self.popitem(last=False)
-            if self.evict is not None:
-                self.evict(old)
-        return value, False
-
-
+LRU = Store  # (the name the explorer's caches had)
 Span = Optional[tuple]  # (start, end) in seconds of the clip, or None
+
+
+@dataclass
+class Shared:
+    """What the explorers of one server share: the byte budget of every cache, the decoded
+    windows (one decode per window for all models with the same preprocessing), the network
+    locks and the decode slots (windows; timelines in a lane of their own)."""
+
+    budget: Budget = field(default_factory=lambda: Budget(1 << 30))
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
+    head_lock: threading.Lock = field(default_factory=threading.Lock)
+    decode_slots: threading.Semaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+    long_slots: threading.Semaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
+    decoded: Optional[Store] = None
+    running: dict = field(default_factory=dict)  # (id(store), key) -> Event while its work runs
+
+    def __post_init__(self):
+        if self.decoded is None:
+            self.decoded = Store(64, budget=self.budget)
+
+
+class _Failed:
+    """A refusal kept in a cache: the same request fails again at once, without the work."""
+
+    def __init__(self, error: UAVMError):
+        self.error = error
+
+    def memory_bytes(self) -> int:
+        return 256
 
 
 @dataclass
@@ -74,48 +92,76 @@ class Analysis:
     start: float
     seconds: float
     waveform: Optional[np.ndarray]  # the window as the model heard it (muted span silenced)
-    frames: Optional[np.ndarray]  # the 3 fps frames as the model saw them (blanked span black)
+    frames: Optional[np.ndarray]  # the 3 fps frames as the model saw them (blanked span black), for display
     missing: dict
     timings_ms: dict = field(default_factory=dict)
     reused: list = field(default_factory=list)  # which cached stages were reused
     error: Optional[str] = None
 
 
-class Explorer:
-    def __init__(self, pipeline: Pipeline, cache_size: int = 16, model_lock=None, decode_slots=None):
-        self.pipe = pipeline
-        self.decoded = LRU(cache_size)
-        self.audio_feats = LRU(cache_size * 4)
-        self.video_feats = LRU(cache_size)
-        self.black = {}
-        # a server shares one model lock and one set of decode slots among all its models
-        self.model_lock = model_lock or threading.Lock()
-        self.decode_slots = decode_slots or threading.BoundedSemaphore(2)
-        self.timelines = LRU(8)
-        self.clips = LRU(4, evict=lambda clip: clip.close())  # digest -> ClipFeatures of a timeline
-        self._running: dict = {}  # key -> Event while its work runs (one at a time per key)
-        self._cache_lock = threading.Lock()  # held for dict operations only, never for work
+@dataclass
+class Window:
+    """A decoded window: its waveform and frames (display frames when served from a
+    timeline's clip), what is missing, and the timeline's clip it came from (or None)."""
 
-    def _once(self, store: LRU, key, make):
+    wav: Optional[np.ndarray]
+    frames: Optional[np.ndarray]
+    missing: dict
+    clip: object = None
+
+    def memory_bytes(self) -> int:  # the clip is counted where it is kept (``Explorer.clips``)
+        return sum(int(x.nbytes) for x in (self.wav, self.frames) if x is not None) + 256
+
+
+class Explorer:
+    def __init__(self, pipeline: Pipeline, cache_size: int = 16, shared: Optional[Shared] = None):
+        self.pipe = pipeline
+        self.shared = shared or Shared()
+        b = self.shared.budget
+        pre = pipeline.pre
+        self._decode_key = (pre.audio.sample_rate, pre.video.fps, pre.video.short_side, pre.clip_seconds)
+        self.audio_feats = Store(cache_size * 4, budget=b)
+        self.video_feats = Store(cache_size, budget=b)
+        self.explained = Store(cache_size, budget=b)
+        self.timelines = Store(8, budget=b)
+        self.clips = Store(4, evict=lambda clip: clip.close(), budget=b)  # digest -> ClipFeatures of a timeline
+        self.black = {}
+        self._cache_lock = b.lock  # held for dict operations only, never for work
+
+    @property
+    def model_lock(self):
+        return self.shared.model_lock
+
+    def _once(self, store: Store, key, make):
         """``store[key]``, made by ``make()`` once even when several threads ask at the same
-        time (they wait for the first and share its result); -> (value, reused?)."""
+        time (they wait for the first and share its result); -> (value, reused?). A refusal
+        (UAVMError) is kept too and raised again; a cancelled make keeps nothing."""
+        running = self.shared.running
         while True:
             with self._cache_lock:
                 if key in store:
-                    return store.get_or(key, None)[0], True
-                running = self._running.get((id(store), key))
-                if running is None:
-                    running = self._running[(id(store), key)] = threading.Event()
+                    value = store.get_or(key, None)[0]
+                    if isinstance(value, _Failed):
+                        raise value.error
+                    return value, True
+                event = running.get((id(store), key))
+                if event is None:
+                    event = running[(id(store), key)] = threading.Event()
                     break
-            running.wait()
+            work.wait(event.wait, float("inf"))
         try:
-            value = make()
-            with self._cache_lock:
-                store.get_or(key, lambda: value)
+            try:
+                value = make()
+            except work.Cancelled:
+                raise
+            except UAVMError as e:
+                store.put(key, _Failed(e))
+                raise
+            store.put(key, value)
             return value, False
         finally:
             with self._cache_lock:
-                self._running.pop((id(store), key)).set()
+                running.pop((id(store), key)).set()
 
     def _clip(self, digest: str, start: float):
         """The ClipFeatures of this clip when a timeline decoded it and ``start`` is on its grid."""
@@ -126,39 +172,100 @@ class Explorer:
 
     def decode(self, path, start: float, digest: str, say=lambda f, msg: None):
         """The decoded window (every stream the file has), from the cache or decoded once,
-        outside the model lock; -> ((wav, frames, missing), reused?). A clip whose timeline
-        was built gives its window without a decode (frames as display thumbnails)."""
+        outside the network locks; -> (Window, reused?). A clip whose timeline was built gives
+        its window without a decode (its frames are display thumbnails: never for a network)."""
         clip = self._clip(digest, start)
+        if clip is not None:
+            return Window(clip.waveform(start), clip.frames(start), clip.missing(start), clip), True
 
         def make():
-            if clip is not None:
-                return clip.waveform(start), clip.frames(start), clip.missing(start)
             say(0.05, "decoding the clip")
-            with self.decode_slots:
-                return self.pipe.decode(path, start)
-        return self._once(self.decoded, (digest, round(float(start), 3)), make)
+            with work.lane("decode"), work.holding(self.shared.decode_slots):
+                wav, frames, missing = self.pipe.decode(path, start)
+            return Window(wav, frames, missing)
+        return self._once(self.shared.decoded, (self._decode_key, digest, round(float(start), 3)), make)
 
     def timeline(self, path, digest: Optional[str] = None, stride: float = 5.0, window=None, top_k: int = 3,
-                 progress=None):
+                 progress=None, max_windows: Optional[int] = None):
         """The clip's timeline (``uavm.timeline``), built once per clip and parameters; the
-        decoded clip is kept, so that any window on its 3 fps grid needs no decode after it."""
-        from .timeline import check_timeline
+        decoded clip is kept, so that any window on its 3 fps grid needs no decode after it.
+        It decodes in the long lane (``Shared.long_slots``), never in a window's decode slot."""
+        from .timeline import MAX_WINDOWS, check_timeline
 
         stride, window = check_timeline(stride, window, self.pipe.pre.clip_seconds)
         top_k = check_top_k(top_k, len(self.pipe.bundle.labels))
         digest = digest or file_digest(path)
 
         def make():
-            # one decode slot for the whole stream (its decoder lives that long); the model
-            # lock only around the network passes, so other users' work goes on meanwhile
-            with self.decode_slots:
-                tl = self.pipe.timeline(path, stride, window, top_k, progress=progress, lock=self.model_lock)
+            # one long slot for the whole stream (its decoder lives that long); the model lock
+            # only around the network passes, so other users' work goes on meanwhile
+            with work.lane("timeline"), work.holding(self.shared.long_slots):
+                tl = self.pipe.timeline(path, stride, window, top_k, progress=progress, lock=self.model_lock,
+                                        max_windows=max_windows or MAX_WINDOWS)
             with self._cache_lock:  # one decoded clip kept per content (another timeline's is the same)
                 kept, hit = self.clips.get_or(digest, lambda: tl.features)
             if hit and kept is not tl.features:
                 tl.features.close()
+                tl.features = kept
             return tl
-        return self._once(self.timelines, (digest, stride, window, top_k), make)[0]
+        return self._once(self.timelines, (digest, stride, window, top_k, max_windows), make)[0]
+
+    # -- one window -> features: the one path for the answers and the explanation ---------------------
+    def features(self, key: tuple, w: Window, start: float, mute_w, blank_w, audio: bool, video: bool,
+                 say=lambda f, msg: None, reused: Optional[list] = None, timings: Optional[dict] = None) -> Features:
+        """The raw features of a decoded window as the model sees it (a muted span silenced, a
+        blanked one's frames the black frame's feature), from the caches or made once under
+        the model lock. A timeline's clip gives its own features, never from its thumbnails."""
+        pre, feats, reused, timings = self.pipe.pre, {}, reused if reused is not None else [], timings or {}
+        missing = dict(w.missing)
+        for m, on in (("audio", audio), ("video", video)):
+            if not on:
+                missing.setdefault(m, "turned off")
+        if w.wav is not None and audio:
+            t = time.perf_counter()
+            if w.clip is not None and not mute_w:
+                feats["audio"] = w.clip.audio(start)  # its own lock inside when it must compute
+                reused.append("audio features")
+            else:
+                wav = apply_spans(w.wav, None, pre, start, (start + mute_w[0], start + mute_w[1]) if mute_w else None)[0]
+
+                def make():
+                    say(0.3, "audio features (fbank + ConvNeXt)")
+                    with work.holding(self.model_lock):
+                        return self.pipe.audio_features(wav)
+                feats["audio"], hit = self._once(self.audio_feats, key + (mute_w,), make)
+                if hit:
+                    reused.append("audio features")
+            timings["audio features"] = (time.perf_counter() - t) * 1000
+        has_frames = (w.clip is not None and "video" not in w.missing) or (w.frames is not None and len(w.frames))
+        if has_frames and video:
+            t = time.perf_counter()
+            if w.clip is not None:
+                base, shape = w.clip.video(start), w.clip.frame_shape
+                reused.append("video features")
+            else:
+                def make():
+                    say(0.6, "video features (ConvNeXt on each frame)")
+                    with work.holding(self.model_lock):
+                        return self.pipe.video_features(w.frames)
+                base, hit = self._once(self.video_feats, key, make)
+                shape = w.frames.shape[1:]
+                if hit:
+                    reused.append("video features")
+            if blank_w is not None and base is not None and len(base):
+                # frames are independent: splice in the black frame's feature (of the size the model saw)
+                base = base.copy()
+                base[span_mask(len(base), pre.video.fps, blank_w)] = self._black_feature(shape)
+            feats["video"] = base
+            timings["video features"] = (time.perf_counter() - t) * 1000
+        return Features(feats.get("audio"), feats.get("video"), missing)
+
+    def _black_feature(self, shape) -> np.ndarray:
+        shape = tuple(shape)
+        if shape not in self.black:
+            with work.holding(self.model_lock):
+                self.black[shape] = self.pipe.video_features(np.zeros((1, *shape), np.uint8))[0]
+        return self.black[shape]
 
     def run(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
             mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None) -> Analysis:
@@ -166,86 +273,43 @@ class Explorer:
         t0 = time.perf_counter()
         start, mute, blank = check_window(start, mute, blank)
         say = progress or (lambda f, msg: None)
+        pre = self.pipe.pre
         timings, reused = {}, []
         key = (digest or file_digest(path), round(float(start), 3))
         # decode every stream the file has, once; on/off switches only choose among them
-        (wav, frames, missing), hit = self.decode(path, start, key[0], say)
+        w, hit = self.decode(path, start, key[0], say)
         if hit:
             reused.append("decode")
         timings["decode"] = (time.perf_counter() - t0) * 1000
-        with self.model_lock:  # the networks' passes, one at a time
-            return self._analyse(key, wav, frames, missing, start, audio, video, mute, blank, say, t0,
-                                 timings, reused)
-
-    def _analyse(self, key, wav, frames, missing, start, audio, video, mute, blank, say, t0, timings,
-                 reused) -> Analysis:
-        pre = self.pipe.pre
-        secs = pre.clip_seconds
-        missing = {m: why for m, why in missing.items()}
-        mute_w, blank_w = window_span(mute, start, secs), window_span(blank, start, secs)
-
-        feats = {}
-        clip = self._clip(key[0], start)  # a timeline's clip: its features are there already
-        if wav is not None:
-            t = time.perf_counter()
-            wav = apply_spans(wav, None, pre, start, mute)[0]
-            if audio:
-                if key + (mute_w,) not in self.audio_feats:
-                    say(0.3, "audio features (fbank + ConvNeXt)")
-                make = (lambda: clip.audio(start)) if clip is not None and not mute_w else \
-                    (lambda: self.pipe.audio_features(wav))
-                feats["audio"], hit = self.audio_feats.get_or(key + (mute_w,), make)
-                if hit or clip is not None:
-                    reused.append("audio features")
-            timings["audio features"] = (time.perf_counter() - t) * 1000
-        if frames is not None:
-            t = time.perf_counter()
-            if key not in self.video_feats:
-                say(0.6, "video features (ConvNeXt on each frame)")
-            make = (lambda: clip.video(start)) if clip is not None else (lambda: self.pipe.video_features(frames))
-            base, hit = self.video_feats.get_or(key, make)
-            if hit or clip is not None:
-                reused.append("video features")
-            if blank_w and len(frames):
-                # frames are independent: splice in the black frame's feature (of the size the model saw)
-                sel = span_mask(len(frames), pre.video.fps, blank_w)
-                frames = apply_spans(None, frames, pre, start, None, blank)[1]
-                base = base.copy()
-                base[sel] = self._black_feature(clip.frame_shape if clip is not None else frames.shape[1:])
-            if video:
-                feats["video"] = base
-            timings["video features"] = (time.perf_counter() - t) * 1000
-        if not audio and "audio" not in missing:
-            missing["audio"] = "turned off"
-        if not video and "video" not in missing:
-            missing["video"] = "turned off"
-
+        mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
+        f = self.features(key, w, start, mute_w, blank_w, audio, video, say, reused, timings)
         t = time.perf_counter()
         pred, err = None, None
-        if not feats:
-            err = nothing_left(missing)
+        if f.audio is None and f.video is None:
+            err = nothing_left(f.missing)
         else:
             try:
-                pred = self.pipe.predict_features(feats.get("audio"), feats.get("video"), missing)
+                with work.holding(self.shared.head_lock):  # the Transformer alone: never behind a backbone
+                    pred = self.pipe.predict_features(f.audio, f.video, f.missing)
+            except work.Cancelled:
+                raise
             except UAVMError as e:  # e.g. the cross-modal model with one modality off
                 err = str(e)
         timings["model"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        return Analysis(pred, float(start), secs, wav, frames, missing, timings, reused, err)
-
-    def _black_feature(self, shape) -> np.ndarray:
-        if shape not in self.black:
-            self.black[shape] = self.pipe.video_features(np.zeros((1, *shape), np.uint8))[0]
-        return self.black[shape]
+        wav, frames = apply_spans(w.wav, w.frames, pre, start, mute, blank)
+        return Analysis(pred, float(start), pre.clip_seconds, wav, frames, dict(pred.missing) if pred else f.missing,
+                        timings, reused, err)
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute: Span = None, blank: Span = None,
                 digest: Optional[str] = None, progress=None, cached_only: bool = False):
         """``uavm.explain`` of the clip the explorer shows -> an Explanation (raises UAVMError on
-        bad input). Reuses the cached decode (outside ``model_lock``) and features (the network
-        passes inside it); the answer is cached by content and parameters like the features.
+        bad input). Reuses the cached decode and features (the same path as ``run``); its
+        network passes take the model lock one at a time, so other users' work goes on between
+        them; the answer is cached by content and parameters like the features.
         ``cached_only``: the explanation if it was made already, else None (nothing computed)."""
-        from .explain import check_occlusion, check_target, explain_window, label_index
+        from .explain import check_occlusion, check_target, explain_features, label_index
 
         start, mute, blank = check_window(start, mute, blank)
         pre = self.pipe.pre
@@ -257,26 +321,21 @@ class Explorer:
         mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
         ekey = key + (audio, video, mute_w, blank_w, target, window, stride)
         with self._cache_lock:
-            # created on first use: the explanations live beside the other caches, sized like the decodes
-            cache = self.__dict__.setdefault("explained", LRU(self.decoded.size))
-            if ekey in cache:
-                return cache.get_or(ekey, None)[0]
+            if ekey in self.explained:
+                value = self.explained.get_or(ekey, None)[0]
+                if not isinstance(value, _Failed):
+                    return value
         if cached_only:
             return None
-        (wav, frames, missing), _ = self.decode(path, start, key[0], say)
-        with self.model_lock:  # the networks' passes, one at a time
-            base = {}
-            if wav is not None and audio is True:
-                muted = apply_spans(wav, None, pre, start, mute)[0]
-                base["audio"] = self.audio_feats.get_or(key + (mute_w,), lambda: self.pipe.audio_features(muted))[0]
-            if frames is not None and len(frames) and video is True:
-                f = self.video_feats.get_or(key, lambda: self.pipe.video_features(frames))[0]
-                if blank_w:  # frames are independent: the black frame's feature spliced in, as `run` does
-                    f = f.copy()
-                    f[span_mask(len(frames), pre.video.fps, blank_w)] = self._black_feature(frames.shape[1:])
-                base["video"] = f
-            result = explain_window(self.pipe, (wav, frames, missing), start, target, window, stride, audio, video,
-                                    mute, blank, clip=str(path), base=base, black=self._black_feature, progress=say)
-        with self._cache_lock:
-            cache.get_or(ekey, lambda: result)
-        return result
+
+        def make():
+            w, _ = self.decode(path, start, key[0], say)
+            f = self.features(key, w, start, mute_w, blank_w, audio, video, say)
+            heard = apply_spans(w.wav, None, pre, start, mute)[0] if f.audio is not None else None
+            return explain_features(self.pipe, heard, f, start, target, window, stride, clip=str(path),
+                                    black=self._black_feature(self._frame_shape(w)) if f.video is not None else None,
+                                    lock=self.model_lock, progress=say)
+        return self._once(self.explained, ekey, make)[0]
+
+    def _frame_shape(self, w: Window) -> tuple:
+        return tuple(w.clip.frame_shape) if w.clip is not None else tuple(w.frames.shape[1:])

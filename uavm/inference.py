@@ -273,13 +273,13 @@ class Pipeline(FeatureExtractor):
         return self._predict(path, self.features(path, start, audio, video, mute, blank))
 
     def timeline(self, path, stride: float = 5.0, window: Optional[float] = None, top_k: int = 3, progress=None,
-                 lock=None):
+                 lock=None, **kw):
         """Every window of a long clip (starts 0, stride, 2 * stride, ...): audio-only, video-only
         and fused answers from one streaming decode (``uavm.timeline``) -> a Timeline;
         ``.features`` serves any window afterwards without decoding."""
         from .timeline import timeline  # deferred: uavm.timeline builds on this module
 
-        return timeline(self, path, stride, window, top_k, progress=progress, lock=lock)
+        return timeline(self, path, stride, window, top_k, progress=progress, lock=lock, **kw)
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute=None, blank=None, progress=None):

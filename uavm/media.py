@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import work
 from .errors import UAVMError
 from .files import memory_mb
 from .settings import settings
@@ -273,22 +274,57 @@ def _drop(frame, n: int):
     return f
 
 
-def sample_times(timestamps: np.ndarray, end: float, fps: float, start: float, seconds: float) -> np.ndarray:
-    """Indices of the frames ffmpeg's ``fps`` filter would output for [start, start + seconds).
+HOLD_S = 10.0  # a frame stands for at most this long: a longer gap in a video stream is missing video
 
-    Output k (time k / fps) is the last input frame whose timestamp is below
-    (k + 0.5) / fps; outputs stop at the end of the stream. ``timestamps`` are the
-    frames' presentation times in seconds from the stream's first frame, ``end``
-    the time the last frame stops showing.
+
+def sample_grid(timestamps: np.ndarray, end: float, fps: float, start: float, seconds: float) -> tuple:
+    """The outputs ffmpeg's ``fps`` filter would give for [start, start + seconds) -> (ks, idx):
+    output numbers k (time k / fps) and the index of the input frame each shows.
+
+    Output k is the last input frame whose timestamp is below (k + 0.5) / fps; outputs stop at
+    the end of the stream, and no frame stands for more than ``HOLD_S``: where a stream's next
+    frame comes later than that, the outputs between are missing, not made up (a file whose
+    timestamps jump hours ahead costs what its frames cost, not hours of repeated frames).
+    ``timestamps`` are the frames' presentation times in seconds from the stream's first frame,
+    ascending; ``end`` the time the last frame stops showing.
     """
+    none = np.zeros(0, np.int64)
     if len(timestamps) == 0:
-        return np.zeros(0, np.int64)
+        return none, none
+    ts = np.asarray(timestamps, np.float64)
     k0 = int(round(start * fps))
-    n = int(math.ceil(seconds * fps - 1e-9))
-    ks = np.arange(k0, k0 + n)
-    ks = ks[ks / fps < end - 1e-9]
-    idx = np.searchsorted(timestamps, (ks + 0.5) / fps - 1e-6, side="left") - 1
-    return np.clip(idx, 0, len(timestamps) - 1)
+    lo, hi = k0, min(k0 + int(math.ceil(seconds * fps - 1e-9)), int(math.ceil(end * fps - 1e-9)))
+    # stretches without a gap longer than HOLD_S: outputs are only looked for within them
+    cut = np.flatnonzero(np.diff(ts) > HOLD_S) + 1
+    firsts, lasts = np.r_[0, cut], np.r_[cut - 1, len(ts) - 1]
+    ks, idx = [], []
+    for a, b in zip(firsts, lasts):
+        until = min(ts[b] + HOLD_S, ts[b + 1] if b + 1 < len(ts) else end, end)
+        k_lo = max(lo, int(math.floor(ts[a] * fps - 0.5)) - 1, 0)
+        k_hi = min(hi, int(math.ceil(until * fps)) + 1)
+        if k_hi <= k_lo:
+            continue
+        k = np.arange(k_lo, k_hi)
+        i = np.clip(np.searchsorted(ts, (k + 0.5) / fps - 1e-6, side="left") - 1, 0, len(ts) - 1)
+        keep = (i >= a) & (i <= b) & ((k + 0.5) / fps - ts[i] <= HOLD_S + 1e-9) & (k / fps < end - 1e-9)
+        ks.append(k[keep])
+        idx.append(i[keep])
+    if not ks:
+        return none, none
+    return np.concatenate(ks).astype(np.int64), np.concatenate(idx).astype(np.int64)
+
+
+def sample_times(timestamps: np.ndarray, end: float, fps: float, start: float, seconds: float) -> np.ndarray:
+    """Indices of the input frames ``sample_grid`` picks for the window, in output order."""
+    return sample_grid(timestamps, end, fps, start, seconds)[1]
+
+
+def plausible_times(ts: np.ndarray) -> bool:
+    """Do a decoder's frame timestamps make sense (finite, ascending, within a day or so of
+    media)? decord reports INT64_MAX for some Matroska files: PyAV decodes those instead."""
+    ts = np.asarray(ts, np.float64)
+    return bool(len(ts) and np.isfinite(ts).all() and np.abs(ts).max() < 1e7
+                and (len(ts) < 2 or (np.diff(ts[:, 0] if ts.ndim == 2 else ts) > -1e-6).all()))
 
 
 def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -356,6 +392,9 @@ def _pyav_grid(path, info, fps, short_side, k0: int = 0, ends: Optional[dict] = 
                 while t >= (k + 0.5) / fps - 1e-6:
                     if last is None:  # no frame before this output yet: ffmpeg repeats the first
                         last = (t, f)
+                    if (k + 0.5) / fps - last[0] > HOLD_S + 1e-9:  # a gap: on to this frame's first output
+                        k = max(k + 1, int(math.floor(t * fps - 0.5 + 1e-6 * fps)) + 1)
+                        continue
                     yield k, _rgb(last[1], w, h, rot)
                     k += 1
                 step = t - last[0] if last is not None and t > last[0] else step if last is not None else 0.0
@@ -364,7 +403,7 @@ def _pyav_grid(path, info, fps, short_side, k0: int = 0, ends: Optional[dict] = 
             if last is not None:
                 dur = float(last[1].duration * last[1].time_base) if last[1].duration else step
                 end = last[0] + (dur or 1 / 30)
-                while k / fps < end - 1e-9:
+                while k / fps < end - 1e-9 and (k + 0.5) / fps - last[0] <= HOLD_S + 1e-9:
                     yield k, _rgb(last[1], w, h, rot)
                     k += 1
                 if ends is not None:
@@ -405,6 +444,8 @@ def _frames_decord(path, info, fps, short_side, start, seconds) -> np.ndarray:
         if n == 0:
             return np.zeros((0, h, w, 3), np.uint8)
         ts = vr.get_frame_timestamp(np.arange(n))
+        if not plausible_times(ts):
+            raise MediaError(f"{path}: decord's frame times are not plausible")  # PyAV decodes it
         t0 = ts[0, 0]
         idx = sample_times(ts[:, 0] - t0, ts[-1, 1] - t0, fps, start, seconds)
         if len(idx) == 0:
@@ -455,22 +496,18 @@ def _decord_grid(path, info, fps, short_side, ends: dict, batch: int):
     if n == 0:
         ends["video"] = 0.0
         return
+    if not plausible_times(ts):
+        raise MediaError(f"{path}: decord's frame times are not plausible")  # PyAV decodes it
     starts, end = ts[:, 0] - ts[0, 0], float(ts[-1, 1] - ts[0, 0])
-    k = 0
-    while True:  # `batch` outputs at a time: each frame decoded once, only the chosen ones kept
-        idx = sample_times(starts, end, fps, k / fps, batch / fps)
-        if not len(idx):
-            break
+    ks, idx = sample_grid(starts, end, fps, 0.0, end + 1.0)  # every output, gaps left out
+    for at in range(0, len(ks), batch):  # `batch` outputs at a time: each frame decoded once
         try:
-            uniq, where = np.unique(idx, return_inverse=True)
+            uniq, where = np.unique(idx[at:at + batch], return_inverse=True)
             frames = vr.get_batch(list(uniq)).asnumpy()
         except Exception as e:
             raise failed(e) from None
-        for i in where.reshape(-1):
-            yield k, frames[i]
-            k += 1
-        if len(idx) < batch:
-            break
+        for k, i in zip(ks[at:at + batch], where.reshape(-1)):
+            yield int(k), frames[i]
     ends["video"] = end
 
 
@@ -487,18 +524,22 @@ class Limits:
     memory_mb: int = 6144  # address-space cap of the decoding process
     isolate: bool = True  # decode in a child process
     max_seconds: float = 14400.0  # the longest clip decoded whole, as a stream (a timeline)
+    max_aspect: float = 4.0  # a frame's long side over its short one: the model's frames grow with it
 
     @classmethod
     def from_env(cls) -> Limits:
         """From the settings (UAVM_MAX_FILE_MB, UAVM_MAX_SIDE, UAVM_DECODE_TIMEOUT,
-        UAVM_DECODE_MEMORY_MB, UAVM_DECODE_ISOLATE, UAVM_MAX_DURATION; see ``uavm.settings``)."""
+        UAVM_DECODE_MEMORY_MB, UAVM_DECODE_ISOLATE, UAVM_MAX_DURATION, UAVM_MAX_ASPECT; see
+        ``uavm.settings``)."""
         s = settings()
         return cls(max_bytes=int(s.max_file_mb * 2**20), max_width=s.max_side, max_height=s.max_side,
                    timeout_s=s.decode_timeout, memory_mb=s.decode_memory_mb, isolate=s.decode_isolate,
-                   max_seconds=s.max_duration)
+                   max_seconds=s.max_duration, max_aspect=s.max_aspect)
 
 
-def check(info: MediaInfo, limits: Limits) -> None:
+def check(info: MediaInfo, limits: Limits, short_side: Optional[int] = None) -> None:
+    """The file's facts against the limits, before anything is decoded; with ``short_side``
+    (the model's frames), also the size of the frames the model would see."""
     if info.size_bytes > limits.max_bytes:
         raise MediaError(f"{info.path}: the file is {info.size_bytes / 2**20:.0f} MiB, over the "
                          f"{limits.max_bytes / 2**20:.0f} MiB limit")
@@ -507,6 +548,13 @@ def check(info: MediaInfo, limits: Limits) -> None:
     if info.has_video and (info.width > limits.max_width or info.height > limits.max_height):
         raise MediaError(f"{info.path}: the video is {info.width}x{info.height}, over the "
                          f"{limits.max_width}x{limits.max_height} limit")
+    if info.has_video and short_side and info.width > 0 and info.height > 0:
+        long, short = max(info.width, info.height), min(info.width, info.height)
+        if long / short > limits.max_aspect:
+            w, h = scaled_size(info.width, info.height, short_side)
+            raise MediaError(f"{info.path}: the video is {info.width}x{info.height}, a {long / short:.0f}:1 frame; "
+                             f"frames longer than {limits.max_aspect:g}:1 are refused (the model would see "
+                             f"{w}x{h}-pixel frames)")
 
 
 @dataclass
@@ -520,7 +568,7 @@ def read_window(path, start: float, seconds: float, sample_rate: int, fps: float
                 audio: bool = True, video: bool = True, limits: Limits = Limits()) -> Window:
     """Probe, check the limits, and decode the window's audio and frames (in this process)."""
     info = probe(path)
-    check(info, limits)
+    check(info, limits, short_side)
     if not (info.has_audio or info.has_video):
         raise MediaError(f"{path}: has neither an audio nor a video stream")
     wav = load_audio(path, sample_rate, start, seconds) if audio and info.has_audio else None
@@ -534,8 +582,8 @@ class Chunk:
 
     until: float  # seconds: both streams are decoded up to here (no later piece starts before it)
     audio: list  # (position, samples) pieces of the waveform, as ``_audio_segments`` gives them
-    k0: int  # the fps filter's output number of frames[0]
-    frames: Optional[np.ndarray]  # outputs k0, k0 + 1, ... (K, H, W, 3) uint8, or None
+    ks: Optional[np.ndarray]  # the fps filter's output numbers of the frames, ascending (gaps left out)
+    frames: Optional[np.ndarray]  # those outputs, (K, H, W, 3) uint8, or None
     last: bool = False
     ends: Optional[dict] = None  # on the last chunk: where each stream ended, in seconds
     decoder_mb: Optional[dict] = None  # on the last chunk: the decoding process's memory (VmHWM, ...)
@@ -547,14 +595,14 @@ def stream_clip(path, sample_rate: int, fps: float, short_side: int, chunk_secon
     then a Chunk for every ``chunk_seconds`` of media that holds something, the last one marked.
     The frames are exactly those ``read_window`` gives for any window that holds them, and so
     are the samples where timestamps count samples (see ``_audio_segments``). One chunk is
-    held at a time, however long the clip: the child waits until the parent takes it."""
+    held at a time, however long the clip: the child waits until the parent takes it. How long
+    the clip is comes from what decodes, never from its header: a stretch where no stream has
+    anything is skipped at once, and media past ``limits.max_seconds`` is refused."""
     info = probe(path)
-    check(info, limits)
+    check(info, limits, short_side)
     if not (info.has_audio or info.has_video):
         raise MediaError(f"{path}: has neither an audio nor a video stream")
-    too_long = f"{path}: longer than {limits.max_seconds:g} s, the limit of a clip decoded whole"
-    if info.duration is not None and info.duration > limits.max_seconds:
-        raise MediaError(too_long)
+    too_long = f"{path}: holds media past {limits.max_seconds:g} s, the limit of a clip decoded whole"
     yield info
     ends: dict = {}
     streams = {}
@@ -567,6 +615,11 @@ def stream_clip(path, sample_rate: int, fps: float, short_side: int, chunk_secon
     try:
         while streams:
             until += chunk_seconds
+            if streams and all(m in held for m in streams):
+                # every stream's next piece lies ahead: jump to the chunk that holds the first of them
+                nxt = min(held["audio"][0] / sample_rate if "audio" in held else math.inf,
+                          held["video"][0] / fps if "video" in held else math.inf)
+                until = max(until, chunk_seconds * (math.floor(nxt / chunk_seconds) + 1))
             if until - chunk_seconds > limits.max_seconds:
                 raise MediaError(too_long)
             got = {"audio": [], "video": []}
@@ -587,7 +640,8 @@ def stream_clip(path, sample_rate: int, fps: float, short_side: int, chunk_secon
             if not (got["audio"] or got["video"] or last):
                 continue  # a gap in every stream: nothing to send
             frames = np.stack([f for _, f in got["video"]]) if got["video"] else None
-            chunk = Chunk(until, got["audio"], got["video"][0][0] if got["video"] else 0, frames, last)
+            ks = np.array([k for k, _ in got["video"]], np.int64) if got["video"] else None
+            chunk = Chunk(until, got["audio"], ks, frames, last)
             if last:
                 chunk.ends = {"audio": audio_end / sample_rate if audio and info.has_audio else None,
                               "video": ends.get("video", 0.0) if video and info.has_video else None}
@@ -707,7 +761,7 @@ def _isolated(fn: str, path, args: tuple, limits: Limits):
     memory cap: a decoder that crashes, hangs or balloons on a hostile file costs that file only."""
     proc, parent = _spawn(fn, path, args, limits)
     try:
-        if not parent.poll(limits.timeout_s):
+        if not work.wait(parent.poll, limits.timeout_s):  # (a client that leaves stops it: work.Cancelled)
             raise MediaError(f"{path}: decoding took longer than {limits.timeout_s:g} s and was stopped")
         kind, value = parent.recv()
     except EOFError:
@@ -732,7 +786,7 @@ def _isolated_stream(fn: str, path, args: tuple, limits: Limits, unit: float):
         while True:
             left = limits.timeout_s * (1 + media_s / unit) - waited
             t = time.monotonic()
-            if not parent.poll(max(min(limits.timeout_s, left), 0)):
+            if not work.wait(parent.poll, max(min(limits.timeout_s, left), 0)):
                 if left < limits.timeout_s:  # the budget for the whole stream ran out first
                     raise MediaError(f"{path}: decoding was slower than {limits.timeout_s:g} s per {unit:g} s of "
                                      f"media ({waited + max(left, 0):.3g} s for {media_s:g} s) and was stopped")

@@ -195,9 +195,11 @@ class ClipFeatures:
         self._thumbs = _Spool(spool_mb) if info.has_video else None
         self.thumb_shape: Optional[tuple] = None
         self.frame_shape: Optional[tuple] = None  # (H, W, 3) of the frames the model sees
-        self.video_features: Optional[np.ndarray] = None  # (frames on the grid, D)
+        self.video_features: Optional[np.ndarray] = None  # (frames kept, D): one row per entry of ks
+        self.ks = np.zeros(0, np.int64)  # their output numbers on the 3 fps grid (a gap leaves some out)
         self._video_parts: list = []
-        self._frames_taken = 0
+        self._ks_parts: list = []
+        self._last_k = -1
         self._video_s = 0.0  # spent in the video network
         self.ends: dict = {"audio": None, "video": None}  # where each stream ended, seconds
         self.duration = 0.0
@@ -212,9 +214,11 @@ class ClipFeatures:
             if self._wave is not None:
                 self._wave.add(pos, a)
         if chunk.frames is not None and len(chunk.frames) and self._thumbs is not None:
-            if chunk.k0 != self._frames_taken:  # the grid is kept in order, from output 0
-                raise UAVMError(f"{self.path}: the decoder skipped frames (got output {chunk.k0})")
-            self._frames_taken += len(chunk.frames)
+            ks = np.asarray(chunk.ks, np.int64)
+            if len(ks) != len(chunk.frames) or ks[0] <= self._last_k or (np.diff(ks) <= 0).any():
+                raise UAVMError(f"{self.path}: the decoder sent frames out of order (output {int(ks[0])})")
+            self._last_k = int(ks[-1])
+            self._ks_parts.append(ks)
             self.frame_shape = tuple(chunk.frames.shape[1:])
             t = _thumbnails(chunk.frames)
             self.thumb_shape = tuple(t.shape[1:])
@@ -230,11 +234,14 @@ class ClipFeatures:
     def _finish(self, chunk: media.Chunk) -> None:
         if self._video_parts:
             self.video_features = np.concatenate(self._video_parts)
-            self._video_parts = []
+            self.ks = np.concatenate(self._ks_parts)
+            self._video_parts, self._ks_parts = [], []
         self.ends = dict(chunk.ends or {})
-        self.duration = max([x for x in self.ends.values() if x] or [0.0])
-        if self.info.duration:  # where `uavm predict --start` stops too (an encoder's padding runs past it)
-            self.duration = min(self.duration, self.info.duration)
+        # how long the clip is: what decoded, not what its header says; a header within a second
+        # of it is trusted over an encoder's padding (which runs a few milliseconds past the end)
+        self.duration = decoded = max([x for x in self.ends.values() if x] or [0.0])
+        if self.info.duration and abs(decoded - self.info.duration) < 1.0:
+            self.duration = min(decoded, self.info.duration)
         self.decoder_mb = chunk.decoder_mb
 
     def _keep(self, first: int, want: int, f: np.ndarray) -> None:
@@ -244,7 +251,7 @@ class ClipFeatures:
     # -- reading ------------------------------------------------------------------------------
     @property
     def frames_on_grid(self) -> int:
-        return 0 if self.video_features is None else len(self.video_features)
+        return len(self.ks)
 
     def _span(self, start, seconds):
         """The checked (start, seconds) of a window, and its first sample and sample count."""
@@ -256,8 +263,10 @@ class ClipFeatures:
         return start, seconds, int(round(start * self.sample_rate)), int(round(seconds * self.sample_rate))
 
     def _grid(self, start: float, seconds: float) -> tuple:
-        k0 = int(round(start * self.fps))  # as uavm.media.sample_times
-        return k0, min(k0 + int(math.ceil(seconds * self.fps - 1e-9)), self.frames_on_grid)
+        """(first, end) rows of the kept frames in the window (as uavm.media.sample_grid)."""
+        k0 = int(round(start * self.fps))
+        k1 = k0 + int(math.ceil(seconds * self.fps - 1e-9))
+        return int(np.searchsorted(self.ks, k0)), int(np.searchsorted(self.ks, k1))
 
     def waveform(self, start: float = 0.0, seconds: Optional[float] = None) -> Optional[np.ndarray]:
         """The window's waveform as ``uavm predict --start`` hears it; None where there is no sample."""
@@ -268,7 +277,7 @@ class ClipFeatures:
         return wav if len(wav) else None
 
     def video(self, start: float = 0.0, seconds: Optional[float] = None) -> Optional[np.ndarray]:
-        """(K, D) raw features of the window's grid frames; None where there is no frame."""
+        """(K, D) raw features of the window's frames on the grid; None where there is no frame."""
         start, seconds, _, _ = self._span(start, seconds)
         k0, k1 = self._grid(start, seconds)
         return None if k1 <= k0 else self.video_features[k0:k1].astype(np.float32)
@@ -338,8 +347,11 @@ class ClipFeatures:
         if self._thumbs is None:
             out["video"] = [[0.0, round(d, 3)]] if d else []
         else:
-            end = self.ends.get("video") or 0.0
-            out["video"] = [[round(end, 3), round(d, 3)]] if end < d - 1e-6 else []
+            end, f, ks = self.ends.get("video") or 0.0, self.fps, self.ks
+            spans = [] if not len(ks) or ks[0] == 0 else [(0.0, ks[0] / f)]
+            spans += [((a + 1) / f, b / f) for a, b in zip(ks[:-1], ks[1:]) if b > a + 1]
+            spans += [(max(end, (ks[-1] + 1) / f if len(ks) else 0.0), d)]
+            out["video"] = [[round(a, 3), round(min(b, d), 3)] for a, b in spans if min(b, d) > a + 1e-6]
         return out
 
     def close(self) -> None:
@@ -387,16 +399,17 @@ class Timeline:
 
 
 def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, top_k: int = 3, progress=None,
-             lock=None, batch: int = 8, spool_mb: float = SPOOL_MB) -> Timeline:
+             lock=None, batch: int = 8, spool_mb: float = SPOOL_MB, max_windows: int = MAX_WINDOWS) -> Timeline:
     """Windows start at 0, stride, 2 * stride, ... (those ``reported`` says: up to the one that
     reaches the clip's end); each gets
     the audio-only, video-only and fused prediction of ``pipe`` (a ``uavm.Pipeline``).
 
-    ``window``: seconds (default the model's window). ``progress(done_s, total_s)`` hears how
+    ``window``: seconds (default the model's window); windows where neither stream has anything
+    are left out (a gap of the whole clip is in ``gaps``). ``progress(done_s, total_s)`` hears how
     far the decode has come (total_s None when the container does not say). ``lock``: held
     around every network pass (a server's model lock), never while decoding. ``batch``:
-    windows per audio backbone pass. The file is decoded in the isolated decoder within
-    ``pipe.limits`` (see ``uavm.media.decode_stream``)."""
+    windows per audio backbone pass; ``max_windows``: refused beyond. The file is decoded in the
+    isolated decoder within ``pipe.limits`` (see ``uavm.media.decode_stream``)."""
     pre = pipe.pre
     stride, window = check_timeline(stride, window, pre.clip_seconds)
     top_k = check_top_k(top_k, len(pipe.bundle.labels))
@@ -431,9 +444,12 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
                     break
                 if isinstance(item, media.MediaInfo):
                     clip = ClipFeatures(path, item, pipe, spool_mb)
-                    if item.duration and math.ceil(item.duration / stride) > MAX_WINDOWS:
+                    # refused at once when the header is plausible; a header may lie, so the count
+                    # is checked again as the windows come
+                    if item.duration and item.duration <= pipe.limits.max_seconds and \
+                            math.ceil(item.duration / stride) > max_windows:
                         raise InputError(f"a stride of {stride:g} s gives {math.ceil(item.duration / stride)} windows "
-                                         f"over {item.duration:.0f} s, over the limit of {MAX_WINDOWS}")
+                                         f"over {item.duration:.0f} s, over the limit of {max_windows}")
                     continue
                 clip._take(item, lock)
                 # every window whose audio is complete: the stream is decoded up to item.until
@@ -445,8 +461,8 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
                             break
                     elif first + want > int(round(item.until * sr)) or s >= (clip.info.duration or math.inf):
                         break
-                    if n >= MAX_WINDOWS:
-                        raise InputError(f"a stride of {stride:g} s gives over {MAX_WINDOWS} windows, the limit")
+                    if n >= max_windows:
+                        raise InputError(f"a stride of {stride:g} s gives over {max_windows} windows, the limit")
                     wav = clip._wave.window(first, want) if clip._wave is not None else None
                     if wav is not None and len(wav):
                         ready.append((first, pipe.prepare((wav, None, {}))))
@@ -483,21 +499,20 @@ def _answers(pipe, clip: ClipFeatures, starts: list, stride: float, window: floa
         f = clip.window(s, window)
         w, pred = {"start": s, "audio": None, "video": None, "fused": None, "agree": None}, None
         if f.audio is None and f.video is None:
-            w["missing"] = f.missing
+            continue  # nothing in either stream: a gap of the whole clip (in ``gaps``), not an answer
+        try:
+            with lock:
+                pred = pipe.predict_features(f.audio, f.video, f.missing)
+        except UAVMError as e:  # e.g. a cross-modal model with a modality missing: this window only
+            w["missing"], w["error"] = f.missing, str(e)
         else:
-            try:
-                with lock:
-                    pred = pipe.predict_features(f.audio, f.video, f.missing)
-            except UAVMError as e:  # e.g. a cross-modal model with a modality missing: this window only
-                w["missing"], w["error"] = f.missing, str(e)
-            else:
-                pred = dataclasses.replace(pred, attention={})
-                d = pred.to_dict(top_k, attention=False)
-                w.update({m: d[m] for m in ("audio", "video", "fused")})
-                a, v = pred.top("audio", 1), pred.top("video", 1)
-                w["agree"] = None if a is None or v is None else a[0]["index"] == v[0]["index"]
-                if pred.missing:
-                    w["missing"] = dict(pred.missing)
+            pred = dataclasses.replace(pred, attention={})
+            d = pred.to_dict(top_k, attention=False)
+            w.update({m: d[m] for m in ("audio", "video", "fused")})
+            a, v = pred.top("audio", 1), pred.top("video", 1)
+            w["agree"] = None if a is None or v is None else a[0]["index"] == v[0]["index"]
+            if pred.missing:
+                w["missing"] = dict(pred.missing)
         if "missing" in w and not w["missing"]:
             del w["missing"]
         windows.append(w)

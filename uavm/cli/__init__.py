@@ -34,7 +34,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def err(msg: str) -> None:
-    print(f"uavm: {msg}", file=sys.stderr, flush=True)
+    """One line on stderr; control characters of file or label names shown as escapes."""
+    from ..errors import printable
+
+    print(f"uavm: {printable(msg)}", file=sys.stderr, flush=True)
 
 
 def clip_failed(clip, e: Exception, as_json: bool) -> None:

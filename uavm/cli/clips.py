@@ -79,14 +79,18 @@ def _load_npy(path, what):
 
 
 def _print_human(name: str, pred, k: int) -> None:
-    print(name)
+    """For a terminal: a file's or a label's control characters (a newline, an ANSI or a title
+    escape) are shown as escapes, never sent to it."""
+    from ..errors import printable
+
+    print(printable(name))
     for m in ("audio", "video", "fused"):
         top = pred.top(m, k)
         if top is None:
             why = pred.missing.get(m, "no prediction of its own (cross-modal model)" if m != "fused" else "")
-            print(f"  {m:5s}  -  ({why})")
+            print(f"  {m:5s}  -  ({printable(why)})")
         else:
-            print(f"  {m:5s}  " + " | ".join(f"{t['label']} {t['score']:.3f}" for t in top))
+            print(f"  {m:5s}  " + " | ".join(f"{printable(t['label'])} {t['score']:.3f}" for t in top))
 
 
 def predict(a) -> int:

@@ -38,7 +38,21 @@ def sparkline(values) -> str:
     return "".join(BARS[1 + int(round((x - lo) / (hi - lo) * (len(BARS) - 2)))] for x in v)
 
 
+def _escaped(x):
+    """Every string of the answer with its control characters as escapes (for a terminal)."""
+    from ..errors import printable
+
+    if isinstance(x, str):
+        return printable(x)
+    if isinstance(x, dict):
+        return {k: _escaped(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_escaped(v) for v in x]
+    return x
+
+
 def _print_human(d: dict) -> None:
+    d = _escaped(d)
     t = d["target"]
     sc = ", ".join(f"{m} {s:.3f}" for m, s in t["score"].items() if s is not None)
     print(f"{d['clip']}  target: {t['label']} ({t['from'] if t['from'] == 'label' else t['from'] + ' top-1'}; {sc})")

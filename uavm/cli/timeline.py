@@ -59,12 +59,15 @@ def timeline(a) -> int:
         w.writeheader()
         w.writerows(rows)
     else:
-        print(f"{a.clip}: {tl.duration:.1f} s, {len(tl.windows)} windows of {tl.window:g} s every {tl.stride:g} s")
+        from ..errors import printable
+
+        print(printable(f"{a.clip}: {tl.duration:.1f} s, {len(tl.windows)} windows of {tl.window:g} s every "
+                        f"{tl.stride:g} s"))
         for w in tl.windows:
             cols = []
             for m in ("audio", "video", "fused"):
                 top = w[m]["top"][0] if w[m] else None
-                cols.append(f"{m} {top['label']} {top['score']:.2f}" if top else f"{m} -")
+                cols.append(f"{m} {printable(top['label'])} {top['score']:.2f}" if top else f"{m} -")
             agree = {True: "agree", False: "differ", None: ""}[w["agree"]]
             why = "; ".join(f"{m}: {r}" for m, r in w.get("missing", {}).items())
             print(f"{w['start']:8.1f} s  " + " | ".join(cols) + (f"  {agree}" if agree else "")
