@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from pathlib import Path
 
 # Gradio's telemetry and its version check reach the internet at launch unless told not to:
 # off unless the user turns them on (the app must start offline and tell no one)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# a client's stream is looked at every few seconds: when it has gone, its work stops soon after
+os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "3")
 
 from uavm.assets import demo_bundles
 from uavm.settings import settings
@@ -53,9 +56,18 @@ def find_bundles(extra=(), models=(), mirror=None) -> dict:
 def serve(a) -> None:
     """Serve the app with the options ``uavm app`` parsed (``uavm.cli.app``): bad options and
     a model that cannot be had are one line (UAVMError) before anything is served."""
+    import logging
+
     from uavm.errors import InputError
 
     s = settings()
+    log = logging.getLogger("uavm.app")  # the app's own lines: refusals (once a minute), cleaning, bugs
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("uavm app: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
     auth = credentials(a.auth or s.auth)
     if (a.share or not loopback(a.host)) and not auth:
         where = "a public gradio.live link" if a.share else f"every network {a.host} is on"
@@ -79,6 +91,8 @@ def serve(a) -> None:
     guard.blocks = demo
     janitor = Janitor(app.server, upload_dir, s.upload_keep, blocks=demo)
     atexit.register(janitor.close)
+    # a plain `kill` ends the app like Ctrl+C does: the files it wrote are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     janitor.start()
     # many handlers may wait at once (a cached answer must never queue behind slow decodes): the
     # heavy work is bounded inside, by the decode slots, the per-client lanes and the model lock,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from uavm import work
 from uavm.errors import InputError, UAVMError, flag, number
 
 from .page import STRIDE
@@ -47,6 +48,8 @@ def functions(server: Server) -> dict:
             with server.serving(request):  # this client's lanes; its work stops if it leaves
                 tl = ex.timeline(path, digest=server.models.digest(path), stride=stride, window=window, top_k=top_k,
                                  max_windows=server.max_windows)
+        except work.Cancelled:
+            raise
         except UAVMError as e:
             raise InputError(public_message(e, path)) from None
         return {**tl.to_dict(), "clip": Path(str(getattr(media, "orig_name", "") or

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 PLOTLY_URL = "/uavm/plotly.min.js"
 # what the login page itself needs before anyone is logged in
 OPEN = ("/login", "/login/", "/favicon.ico", "/theme.css", "/robots.txt", "/manifest.json")
-OPEN_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/theme.css", "/gradio_api/app_id")
+OPEN_PREFIXES = ("/assets/", "/static/", "/svelte/", "/gradio_api/theme.css", "/gradio_api/app_id",
+                 "/gradio_api/startup-events")  # (the last: Gradio calls it itself, at launch)
 
 
 class TooLarge(Exception):
@@ -95,10 +96,10 @@ class Guard:
         if not self._same_origin(headers):
             st.refusals.note(client, "a request from another site's page")
             return await _send_text(send, 403, "requests from another site's page are refused")
+        if st.auth and not self._open(path) and not self._logged_in(scope, headers):
+            return await _send_text(send, 401, "log in first")
         if path == PLOTLY_URL:
             return await self._plotly(send)
-        if st.auth and not self._logged_in(scope, headers) and not self._open(path):
-            return await _send_text(send, 401, "log in first")
         if st.auth and path.rstrip("/") == "/login" and method == "POST":
             return await self._login(scope, receive, send, client)
         if method == "POST" and path.endswith("/gradio_api/upload"):

@@ -17,7 +17,7 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
-from uavm import figures
+from uavm import figures, work
 from uavm.errors import InputError, UAVMError, number, one_line
 
 from .serving import Server, public_message
@@ -99,6 +99,9 @@ def boundary(cleared):
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
+            except work.Cancelled:  # the page has gone: nobody will see an answer
+                log.info("%s: its client left, its work stopped", fn.__name__)
+                return {}
             except UAVMError as e:
                 return {**cleared(), "status": f"⚠️ {one_line(e)}"}
             except Exception:
@@ -170,8 +173,8 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
     out["status"] = (f"**{q.model}** on `{ex.pipe.device}` · window {an.start:g}–{an.start + an.seconds:g} s · "
                      f"server time {server_ms:.0f} ms (features and model {an.timings_ms.get('total', 0):.0f} ms, "
                      f"figures {server_ms - an.timings_ms.get('total', 0):.0f} ms)"
-                     + (f" · reused: {', '.join(an.reused)}" if an.reused and mine else
-                        " · decoded and extracted" if not mine else ""))
+                     + (" · decoded and extracted" if not an.reused else
+                        f" · reused: {', '.join(an.reused)}" if mine else ""))
     return out
 
 

@@ -87,6 +87,9 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except work.Cancelled as e:  # nobody waits for this answer any more
+            logging.getLogger("uavm.app").info("%s: its client left, its work stopped", fn.__name__)
+            raise gr.Error(one_line(e), print_exception=False) from None
         except UAVMError as e:  # bad input: one line to the client, no traceback in the log
             raise gr.Error(one_line(e), print_exception=False) from None
         except Exception:
@@ -147,8 +150,8 @@ class Models:
         kept by content, as the decoded windows are (a refusal too)."""
         key = ("duration", self.digest(path))
         hit = self._digests.get(key)
-        if isinstance(hit, UAVMError):
-            raise hit
+        if isinstance(hit, tuple):  # a refusal, kept without the path (the same bytes may come back renamed)
+            raise hit[0](hit[1].replace("\x00clip\x00", path))
         if hit is None:
             try:
                 with work.holding(self.decode_slots):
@@ -156,7 +159,7 @@ class Models:
             except work.Cancelled:
                 raise
             except UAVMError as e:
-                self._digests.put(key, e)
+                self._digests.put(key, (type(e), str(e).replace(path, "\x00clip\x00")))
                 raise
             self._digests.put(key, hit)
         return hit
@@ -224,6 +227,8 @@ class Server:
             ex = self.models.get(q.model)
             an = ex.run(q.path, q.start, q.audio, q.video, q.mute, q.blank, digest=self.models.digest(q.path),
                         progress=progress)
+        except work.Cancelled:
+            raise
         except UAVMError as e:
             raise InputError(public_message(e, q.path)) from None
         return an, ex

@@ -112,3 +112,11 @@ def test_json_has_attention_only_when_asked(media_dir, tiny_bundle):
                               check=True).stdout)
     assert "attention" not in plain[0] and set(full[0]["attention"]) == {"audio", "video"}
     assert {k: v for k, v in full[0].items() if k != "attention"} == plain[0]
+
+
+def test_file_and_label_names_reach_the_terminal_escaped(tmp_path, tiny_bundle):
+    name = tmp_path / "a\x1b]0;pwned\x07\nb.mp4"
+    name.write_bytes(b"not media")
+    r = run_cli("predict", name, "--bundle", tiny_bundle)
+    assert r.returncode == 1 and "\x1b" not in r.stderr and "\x07" not in r.stderr
+    assert "\\x1b]0;pwned\\x07 b.mp4" in r.stderr and len(r.stderr.strip().splitlines()) == 1  # (a message is one line)

@@ -86,3 +86,26 @@ def test_without_decord_frames_come_from_pyav(tmp_path, monkeypatch):
     assert np.abs(without.astype(int) - with_decord.astype(int)).mean() < 8
     assert [img.shape for _, img in media._grid_frames(clip, media.probe(clip), 3.0, 224, {})] == \
         [img.shape for img in grid]
+
+
+def test_no_frame_stands_for_more_than_the_hold_and_a_gap_costs_nothing():
+    from uavm import media
+
+    ts = np.array([0.0, 0.5, 14000.0])  # two frames, then hours of nothing, then one
+    ks, idx = media.sample_grid(ts, 14000.1, 3.0, 0.0, 15000.0)
+    assert len(ks) < 40  # not 42,000 repeated frames
+    assert ks.max() == 42000 and idx[-1] == 2
+    held = ks[idx == 1]
+    assert ((held + 0.5) / 3 - 0.5 <= media.HOLD_S + 1e-9).all()  # the frame at 0.5 s stands for at most the hold
+    dense = np.arange(300) / 30  # a normal 10 s stream: every output, as before
+    ks, idx = media.sample_grid(dense, 10.0, 3.0, 0.0, 10.0)
+    np.testing.assert_array_equal(ks, np.arange(30))
+    np.testing.assert_array_equal(idx, media.sample_times(dense, 10.0, 3.0, 0.0, 10.0))
+
+
+def test_implausible_decoder_timestamps_are_spotted():
+    from uavm import media
+
+    assert media.plausible_times(np.array([[0.0, 0.03], [0.03, 0.06]]))
+    assert not media.plausible_times(np.array([[9.2e15, 9.2e15], [9.2e15, 9.2e15]]))
+    assert not media.plausible_times(np.array([[1.0, 2.0], [0.5, 0.6]]))  # going back

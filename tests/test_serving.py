@@ -1,16 +1,14 @@
 """The app on a public link: hostile clients, as an attacker would send them over HTTP,
 get one-line refusals and the server goes on serving everyone else."""
-import json
 import os
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from .clients import call, descendants, upload
 from .conftest import ROOT, AppServer, run_cli
 
 pytest.importorskip("gradio", reason="the app's tests need gradio: pip install -e '.[test]'")
@@ -28,46 +26,6 @@ def server(tmp_path_factory):
     app.uploads = uploads
     yield app
     app.stop()
-
-
-def call(url, data, timeout=120):
-    """/predict as a raw HTTP client calls it: -> ("complete", value) or ("error", message)."""
-    base = url + "gradio_api"
-    req = urllib.request.Request(base + "/call/predict", data=json.dumps({"data": data}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
-    text = urllib.request.urlopen(f"{base}/call/predict/{event}", timeout=timeout).read().decode()
-    kind = text.split("event: ", 1)[1].split("\n", 1)[0].strip()
-    payload = json.loads(text.split("data: ", 1)[1].split("\n", 1)[0])
-    return kind, (payload["error"] if kind == "error" else payload[0])
-
-
-def upload(url, path, name=None) -> dict:
-    """Gradio's own upload route -> the FileData that names the upload."""
-    boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name or Path(path).name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n").encode()
-    body = head + Path(path).read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url + "gradio_api/upload", data=body,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    (where,) = json.loads(urllib.request.urlopen(req, timeout=60).read())
-    return {"path": where, "orig_name": name or Path(path).name, "meta": {"_type": "gradio.FileData"}}
-
-
-def descendants(pid: int) -> int:
-    """How many processes descend from ``pid`` (its decoders among them), from /proc."""
-    parent = {}
-    for d in Path("/proc").iterdir():
-        try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            parent[int(d.name)] = int(fields[1])
-        except (ValueError, OSError, IndexError):
-            continue
-    count, frontier = 0, {pid}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier}
-        count += len(frontier)
-    return count
 
 
 def served(url) -> bool:

@@ -172,3 +172,80 @@ def test_the_app_sends_no_telemetry_unless_the_user_asks(env, want):
         env_["SET"] = env
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env_, timeout=120)
     assert r.stdout.strip() == str(want == "True"), r.stderr
+
+
+def test_caches_share_one_budget_of_bytes_and_evict_the_least_recently_used(tmp_path):
+    import numpy as np
+
+    from uavm.cache import Budget, Store
+
+    budget = Budget(10_000)
+    a, b = Store(100, budget=budget), Store(100, budget=budget)
+    a.put("x", np.zeros(4000, np.uint8))
+    b.put("y", np.zeros(4000, np.uint8))
+    a.get_or("x", None)  # used again: y is now the oldest
+    b.put("z", np.zeros(4000, np.uint8))
+    assert "x" in a and "y" not in b and "z" in b and budget.used <= 10_000
+    closed = []
+    c = Store(100, evict=closed.append, budget=budget)
+    big = np.zeros(50_000, np.uint8)
+    c.put("huge", big)  # bigger than the whole budget: kept alone, everything else out
+    assert list(c) == ["huge"] and not a and not b and budget.used == big.nbytes
+    c.put("next", np.zeros(10, np.uint8))
+    assert closed and closed[0] is big  # an evicted entry is told (to close its files)
+
+
+def test_logins_expire():
+    from uavm.app.guard import ExpiringTokens
+
+    tokens = ExpiringTokens({"old": "ana"}, seconds=3600)
+    tokens["new"] = "ana"
+    tokens.made["old"] -= 7200  # made two hours ago
+    assert tokens.get("old") is None and tokens.get("new") == "ana"
+    tokens.made["new"] -= 7200
+    assert tokens.sweep() == 1 and not tokens
+
+
+def test_idle_sessions_are_dropped_whatever_protocol_they_speak():
+    import threading
+    import types
+
+    from uavm.app.sessions import Sessions
+
+    holder = types.SimpleNamespace(session_data={"api": 1, "page": 2, "busy": 3}, lock=threading.Lock(),
+                                   time_last_used={})
+    s = Sessions(api_idle_s=30, page_idle_s=3600)
+    for h, page in (("api", False), ("page", True), ("busy", True)):
+        s.used(types.SimpleNamespace(session_hash=h), page=page)
+    now = time.time()
+    s.last["api"] = (now - 60, False)  # an API client gone a minute
+    s.last["page"] = (now - 7200, True)  # a page nobody has used for two hours
+    assert s.sweep(holder) == 2 and holder.session_data == {"busy": 3}
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory):
+    """The page's handlers on the demo models, without a browser or a server process."""
+    from uavm.app import build_app, find_bundles
+    from uavm.app.serving import Uploads
+
+    app = build_app(find_bundles(), "cpu", warm=False)
+    root = tmp_path_factory.mktemp("uploads")
+    app.server.uploads = Uploads(str(root))
+    return app.server, root
+
+
+def test_the_clip_as_the_model_got_it_and_the_export_of_a_wide_clip(page_server):
+    from uavm.app import page
+    from uavm.demo.synth import demo_clip
+
+    server, root = page_server
+    (root / "u").mkdir(exist_ok=True)
+    clip = demo_clip(root / "u" / "wide.mp4", seconds=4, size=(224, 896))  # 4:1, the widest read
+    s = page.Settings(media=str(clip), model=server.names[0])
+    out = page.heard_and_seen(server, s)
+    assert out["player"].startswith(server.workdir) and Path(out["player"]).stat().st_size > 0, out
+    files = page.export(server, s)["export_files"]
+    assert len(files) == 2 and all(f.startswith(server.workdir) for f in files)
+    report = Path(files[0]).read_text()
+    assert "<h1>wide.mp4</h1>" in report and "padding: the audio ends at 4.0 s" in report

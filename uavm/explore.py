@@ -77,13 +77,21 @@ class Shared:
 
 
 class _Failed:
-    """A refusal kept in a cache: the same request fails again at once, without the work."""
+    """A refusal kept in a cache: the same request fails again at once, without the work. The
+    file's path is not kept in it: the same bytes may come back under another name."""
 
-    def __init__(self, error: UAVMError):
-        self.error = error
+    MARK = "\x00clip\x00"
+
+    def __init__(self, error: UAVMError, path=None):
+        self.kind, self.text = type(error), str(error)
+        if path is not None:
+            self.text = self.text.replace(str(path), self.MARK)
+
+    def error(self, path=None) -> UAVMError:
+        return self.kind(self.text.replace(self.MARK, str(path) if path is not None else "the clip"))
 
     def memory_bytes(self) -> int:
-        return 256
+        return 256 + len(self.text)
 
 
 @dataclass
@@ -132,17 +140,17 @@ class Explorer:
     def model_lock(self):
         return self.shared.model_lock
 
-    def _once(self, store: Store, key, make):
+    def _once(self, store: Store, key, make, path=None):
         """``store[key]``, made by ``make()`` once even when several threads ask at the same
         time (they wait for the first and share its result); -> (value, reused?). A refusal
-        (UAVMError) is kept too and raised again; a cancelled make keeps nothing."""
+        (UAVMError) is kept too and raised again (naming ``path``); a cancelled make keeps nothing."""
         running = self.shared.running
         while True:
             with self._cache_lock:
                 if key in store:
                     value = store.get_or(key, None)[0]
                     if isinstance(value, _Failed):
-                        raise value.error
+                        raise value.error(path)
                     return value, True
                 event = running.get((id(store), key))
                 if event is None:
@@ -155,7 +163,7 @@ class Explorer:
             except work.Cancelled:
                 raise
             except UAVMError as e:
-                store.put(key, _Failed(e))
+                store.put(key, _Failed(e, path))
                 raise
             store.put(key, value)
             return value, False
@@ -183,7 +191,7 @@ class Explorer:
             with work.lane("decode"), work.holding(self.shared.decode_slots):
                 wav, frames, missing = self.pipe.decode(path, start)
             return Window(wav, frames, missing)
-        return self._once(self.shared.decoded, (self._decode_key, digest, round(float(start), 3)), make)
+        return self._once(self.shared.decoded, (self._decode_key, digest, round(float(start), 3)), make, path)
 
     def timeline(self, path, digest: Optional[str] = None, stride: float = 5.0, window=None, top_k: int = 3,
                  progress=None, max_windows: Optional[int] = None):
@@ -208,7 +216,7 @@ class Explorer:
                 tl.features.close()
                 tl.features = kept
             return tl
-        return self._once(self.timelines, (digest, stride, window, top_k, max_windows), make)[0]
+        return self._once(self.timelines, (digest, stride, window, top_k, max_windows), make, path)[0]
 
     # -- one window -> features: the one path for the answers and the explanation ---------------------
     def features(self, key: tuple, w: Window, start: float, mute_w, blank_w, audio: bool, video: bool,
@@ -335,7 +343,7 @@ class Explorer:
             return explain_features(self.pipe, heard, f, start, target, window, stride, clip=str(path),
                                     black=self._black_feature(self._frame_shape(w)) if f.video is not None else None,
                                     lock=self.model_lock, progress=say)
-        return self._once(self.explained, ekey, make)[0]
+        return self._once(self.explained, ekey, make, path)[0]
 
     def _frame_shape(self, w: Window) -> tuple:
         return tuple(w.clip.frame_shape) if w.clip is not None else tuple(w.frames.shape[1:])

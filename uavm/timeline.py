@@ -36,7 +36,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import media
+from . import media, work
 from .errors import InputError, UAVMError, number
 from .inference import Features, check_top_k
 
@@ -437,6 +437,7 @@ def timeline(pipe, path, stride: float = 5.0, window: Optional[float] = None, to
     try:
         with closing(stream), one_core_free():
             while True:
+                work.checkpoint()  # a client that has gone stops its timeline (and its decoder) here
                 t = time.perf_counter()
                 item = next(stream, None)
                 stats["decode_wait_s"] += time.perf_counter() - t

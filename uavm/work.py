@@ -56,7 +56,9 @@ def holding(lock, step: float = 0.25):
 
 
 def wait(poll, seconds: float, step: float = 0.25) -> bool:
-    """``poll(timeout)`` in steps for up to ``seconds``, checking in between; -> what poll said."""
+    """``poll(timeout)`` in steps for up to ``seconds``, checking before and in between; -> what
+    poll said."""
+    checkpoint()
     deadline = time.monotonic() + seconds
     while True:
         left = deadline - time.monotonic()
