@@ -47,7 +47,7 @@ class Janitor:
     """A daemon thread that runs ``sweep`` every ``every`` seconds (and once at exit)."""
 
     def __init__(self, server, upload_dir: str, upload_keep: float, workdir_keep: float = 1800.0,
-                 partial_keep: float = 600.0, every: float = 15.0, blocks=None):
+                 partial_keep: float = 60.0, every: float = 15.0, blocks=None):
         self.server, self.upload_dir, self.blocks = server, upload_dir, blocks
         self.upload_keep, self.workdir_keep, self.partial_keep, self.every = (upload_keep, workdir_keep,
                                                                               partial_keep, every)

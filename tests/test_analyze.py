@@ -220,6 +220,7 @@ def test_analyze_names_bad_arguments_in_one_line(sets, tmp_path):
     assert r.returncode == 1 and "too few for recall@10" in r.stderr
 
 
+@pytest.mark.slow  # decodes clips and extracts their features
 def test_a_labelled_clip_list_is_analysed_with_the_bundles_own_extractors(tiny_bundle, tmp_path):
     from uavm.demo.synth import demo_clip
     from uavm.inference import Pipeline

@@ -118,6 +118,7 @@ def test_the_gpu_gives_the_cpus_answers_in_fp32():
     assert worst < 1e-3
 
 
+@pytest.mark.slow  # four runs of the CLI (bf16 itself: the test above)
 def test_predict_takes_precision_and_batch_from_the_command_line(media_dir, tiny_bundle):
     clips = [media_dir / "av.mp4", media_dir / "silent_video.mp4"]
     plain = json_lines(run_cli("predict", *clips, "--bundle", tiny_bundle, "--json", "--precision", "fp32",

@@ -105,6 +105,7 @@ def _identity_attention(self, x):
     return self.proj((attn @ v).transpose(1, 2).reshape(B, T, C)), attn
 
 
+@pytest.mark.slow  # two models built and explained
 @pytest.mark.parametrize("kind", ["unified", "cross_modal"])
 def test_a_model_whose_attention_is_the_identity_gets_a_uniform_rollout(kind, tmp_path, media_dir, monkeypatch):
     import uavm.model

@@ -324,6 +324,7 @@ def uploads(monkeypatch, tmp_path):
     return seen
 
 
+@pytest.mark.slow  # a conversion and a push
 def test_push_uploads_a_self_contained_copy_of_a_cache_bundle(converted, uploads, features):
     folder = converted
     r = run_cli("push", "vggsound-uavm", "lab/vggsound-uavm", "--private", check=True)
@@ -336,6 +337,7 @@ def test_push_uploads_a_self_contained_copy_of_a_cache_bundle(converted, uploads
     assert predict(*features, "--bundle", up) == predict(*features, "--bundle", folder)
 
 
+@pytest.mark.slow  # a conversion, a push and a load
 def test_a_pushed_bundle_loads_back_through_the_hub_cache(converted, uploads, hf_offline, features):
     run_cli("push", "vggsound-uavm", "lab/vggsound-uavm", check=True)
     fill_hub_cache(hf_offline, "lab/vggsound-uavm", uploads["folders"][0][1])

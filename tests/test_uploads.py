@@ -235,6 +235,7 @@ def page_server(tmp_path_factory):
     return app.server, root
 
 
+@pytest.mark.slow  # the demo models loaded, a clip encoded
 def test_the_clip_as_the_model_got_it_and_the_export_of_a_wide_clip(page_server):
     from uavm.app import page
     from uavm.demo.synth import demo_clip
