@@ -22,7 +22,8 @@ from .sessions import Sessions
 HERE = Path(__file__).resolve().parent
 SETTINGS = [f.name for f in fields(Settings)]
 EXPLORE = ("label_audio", "label_video", "label_fused", "answers", "answer_note", "temporal", "full", "diff", "layer",
-           "status", "window_at", "explain_text", "explain_plot", "painted", "answered")
+           "status", "window_at", "explain_text", "explain_plot", "painted", "answered",
+           "checked")
 STRIP = ("strip", "strip_json", "strip_note")
 EXPLAIN = ("explain_text", "explain_plot")
 
@@ -177,7 +178,8 @@ def _hidden(P: Page) -> None:
     data = dict(elem_classes=["uavm-data"], show_label=False, container=False)
     P("stamp", gr.Textbox(SENTINEL, elem_id="stamp", **data))
     P("painted", gr.Textbox(elem_id="painted", **data))
-    P("answered", gr.Number(elem_id="answered", **data))
+    P("answered", gr.Number(elem_id="answered", **data))  # painted: reconcile asks whether it is current
+    P("checked", gr.Number(elem_id="checked", **data))  # skipped, or current: the page counts it
     P("window_at", gr.Textbox(elem_id="window-at", **data))
 
 
@@ -226,9 +228,9 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
         acc.expand(lambda: True, None, box, **priv).then(**call(page.one_figure(which), (which,)))
         acc.collapse(lambda: False, None, box, **priv)
     for box, draw in (("temporal", "drawTemporal"), ("strip_json", "drawTimeline"), ("window_at", "markWindow"),
-                      ("answered", "answered")):
+                      ("checked", "answered")):
         P[box].change(None, P[box], None, js=js(draw))  # the page draws as soon as it arrives
-    P["painted"].change(**call(page.reconcile, EXPLORE, js=js("stamp"), trigger_mode="always_last",
+    P["answered"].change(**call(page.reconcile, EXPLORE, js=js("stamp"), trigger_mode="always_last",
                                show_progress="hidden"))
     P["play"].click(**call(page.heard_and_seen, ("player", "status")))
     # the explanation: on request, and kept up to date while its tab is open

@@ -26,8 +26,10 @@
     uavm.sent = (uavm.sent || 0) + 1;
     return args.map((a) => (a === 'uavm-stamp' ? String(uavm.sent) : a));
   };
-  // the number of the newest request answered (or skipped as overtaken): the page has
-  // settled when it is the number of the newest request sent
+  // the number of the newest request checked (its answer is for the settings the page shows,
+  // or it was skipped as overtaken): the page has settled when it is the newest one sent.
+  // An answer that painted is followed by its check (layout: answered -> reconcile), which
+  // is stamped before anything counts, so the page is never settled in between.
   uavm.answered = (n) => {
     const v = Number(n);
     if (Number.isFinite(v)) { uavm.done = Math.max(uavm.done || 0, v); }

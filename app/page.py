@@ -182,12 +182,13 @@ def explore(server: Server, s: Settings, request=None, progress=None) -> dict:
     """Every change of clip or settings: the answers (and the explanation while its tab is
     open), one request of a session at a time and in order; a request overtaken by a newer
     one skips its work (the newer answer follows). ``painted``: the key of the settings the
-    results were made from (``reconcile``); ``answered``: this request's number, answered or
-    skipped (the page knows when it has settled)."""
+    results were made from; ``answered``: this request's number when it painted (the page
+    then asks ``reconcile``), ``checked`` when it was skipped: the page has settled once the
+    newest number it sent comes back as ``checked``, never in between."""
     done = {"answered": s.number} if s.number is not None else {}
     with server.in_order.turn(session_of(request, "explore"), s.stamp) as superseded:
         if superseded():
-            return done
+            return {"checked": s.number} if s.number is not None else {}
         out = answers(server, s, request=request, progress=progress)
         if s.explain_open:  # a problem the status line reports is not said again in the panel
             out.update(explanation(server, s, progress) if out.pop("_ok", False) else cleared_explanation())
@@ -199,9 +200,10 @@ def reconcile(server: Server, s: Settings, request=None, progress=None) -> dict:
     """After every paint: are the results on the page made from the settings the page shows
     now? The page gathers an event's settings before it stamps it, so two events a moment
     apart can reach the server stamped in the other order, and the older settings' answer
-    then lands last. This sees the mismatch and answers for the page's current settings."""
+    then lands last. This sees the mismatch and answers for the page's current settings
+    (which asks again); a match is ``checked``: the page has settled."""
     if s.key() == s.painted:
-        return {"answered": s.number} if s.number is not None else {}
+        return {"checked": s.number} if s.number is not None else {}
     return explore(server, s, request=request, progress=progress)
 
 

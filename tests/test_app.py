@@ -345,9 +345,11 @@ def test_an_older_settings_answer_that_lands_last_is_replaced_by_the_current_one
     old["data"][i], new["data"][j] = new["data"][j], old["data"][i]
     new_route.continue_(post_data=json.dumps(new))  # the newer settings, with the older stamp: answered first
     status_has(page, "nothing left to predict from")
+    settled(page)  # that answer and its check
+    before = page.evaluate("window.uavm.sent")
     old_route.continue_(post_data=json.dumps(old))  # then the older settings, with the newer stamp: they land last
-    page.wait_for_function("n => (window.uavm.done || 0) >= n", arg=int(old["data"][i]), timeout=60_000)
-    settled(page)  # and the page's correction
+    # its answer paints, so the page asks again (a new number), and settles on the correction
+    page.wait_for_function("n => window.uavm.sent > n && window.uavm.settled()", arg=before, timeout=60_000)
     page.unroute("**/queue/join*")
     assert not page.locator("#audio-on input[type=checkbox]").is_checked()
     assert not page.locator("#video-on input[type=checkbox]").is_checked()
