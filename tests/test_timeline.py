@@ -9,8 +9,9 @@ import pytest
 
 from uavm import media
 from uavm.demo.corpus import CLASSES, FPS, SR, make_clip
-from uavm.demo.synth import demo_clip, write_media
+from uavm.demo.synth import demo_clip
 from uavm.errors import InputError
+from uavm.media import write_media
 
 from .conftest import run_cli
 
@@ -229,7 +230,8 @@ def test_an_audio_stream_that_ends_is_missing_after_its_end(holes):
 # -- the explorer's reuse ----------------------------------------------------------------------
 def test_any_window_is_served_again_without_decoding(corpus_timeline, corpus_clip, pipe, monkeypatch):
     start = 2 + 2 / 3  # on the grid, off the stride: its audio features are made now
-    ref_wav, ref_frames, _ = pipe.decode(corpus_clip, start)
+    d = pipe.decode(corpus_clip, start)
+    ref_wav, ref_frames = d.wav, d.frames
     ref = pipe.features(corpus_clip, start=start)
 
     def no(*a, **k):

@@ -40,7 +40,7 @@ import torch
 from . import work
 from .errors import InputError, UAVMError, flag, number
 from .features import to_model_input
-from .inference import Pipeline, Prediction, apply_spans, check_window, nothing_left, span_mask
+from .window import Decoded, Prediction, apply_spans, check_window, nothing_left, span_mask
 
 MODALITIES = ("audio", "video")
 TARGETS = ("fused", "audio", "video")
@@ -278,7 +278,7 @@ def _plain(x):
 
 
 @torch.no_grad()
-def _passes(pipe: Pipeline, audio, video, index: int) -> dict:
+def _passes(pipe, audio, video, index: int) -> dict:
     """(S, T, D) model inputs (either None) -> the target's score per row: "fused" and each
     present pass that has logits of its own."""
     model = pipe.bundle.model
@@ -306,10 +306,11 @@ def _curve(times, base: dict, occluded: dict, m: str, cross: bool) -> dict:
             "peak": float(times[int(np.argmax(drop))])}
 
 
-def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "fused", window: float = 1.0,
+def explain_window(pipe, decoded: Decoded, start: float = 0.0, target: str = "fused", window: float = 1.0,
                    stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
                    clip: str = "", progress=None) -> Explanation:
-    """Explain the prediction on one decoded window ``(waveform, frames, missing)``.
+    """Explain the prediction on one decoded window (``uavm.window.Decoded``); ``pipe``: a
+    ``uavm.inference.Pipeline``.
 
     ``mute`` / ``blank`` (clip seconds) are applied first: the explanation is of the clip as
     the model then sees it. ``progress(fraction, message)`` hears about the stages.
@@ -319,23 +320,18 @@ def explain_window(pipe: Pipeline, decoded, start: float = 0.0, target: str = "f
     pre = pipe.pre
     check_occlusion(window, stride, pre.clip_seconds)
     label_index(check_target(target), pipe.bundle.labels)  # an unknown label fails before any work
-    wav, frames, missing = decoded
-    missing = dict(missing)
-    for m, on in (("audio", audio), ("video", video)):
-        if not on:
-            missing.setdefault(m, "turned off")
-    wav = wav if audio and "audio" not in missing else None
-    frames = frames if video and "video" not in missing and frames is not None and len(frames) else None
+    decoded = decoded.switched(audio, video)
+    wav, frames = decoded.wav, decoded.frames
     (progress or (lambda f, msg: None))(0.05, "features of the window")
-    f = pipe.features_many([pipe.prepare((wav, frames, missing), start, mute, blank)])[0]
+    f = pipe.features_many([pipe.prepare(decoded, start, mute, blank)])[0]
     black = pipe.video_features(np.zeros((1, *frames.shape[1:]), np.uint8))[0] if frames is not None else None
     heard = apply_spans(wav, None, pre, start, mute)[0] if wav is not None else None
     return explain_features(pipe, heard, f, start, target, window, stride, clip=clip, black=black, progress=progress)
 
 
-def explain_features(pipe: Pipeline, wav, feats, start: float, target: str = "fused", window: float = 1.0,
+def explain_features(pipe, wav, feats, start: float, target: str = "fused", window: float = 1.0,
                      stride: float = 0.5, clip: str = "", black=None, lock=None, progress=None) -> Explanation:
-    """Explain the prediction on a window's raw features (``uavm.inference.Features``, spans
+    """Explain the prediction on a window's raw features (``uavm.window.Features``, spans
     already applied, ``missing`` saying what is absent and why), the one path shared by the
     library and the explorer. ``wav``: the window's waveform with the muted span silenced (the
     audio occlusion recomputes its features); ``black``: the black frame's feature (the video
@@ -393,7 +389,7 @@ def explain_features(pipe: Pipeline, wav, feats, start: float, target: str = "fu
                 rows[k] = present_feats["audio"]
         for c in range(0, len(todo), AUDIO_BATCH):
             chunk = todo[c:c + AUDIO_BATCH]
-            prepared = [pipe.prepare((wav, None, {}), start, mute=(start + sp[k][0], start + sp[k][1]))
+            prepared = [pipe.prepare(Decoded(wav, None), start, mute=(start + sp[k][0], start + sp[k][1]))
                         for k in chunk]
             for k, f in zip(chunk, net(pipe.features_many, prepared)):
                 rows[k] = f.audio
@@ -444,7 +440,7 @@ def explain_features(pipe: Pipeline, wav, feats, start: float, target: str = "fu
         missing=missing, notes=notes, prediction=pred, timings_ms=timings, ends=ends)
 
 
-def explain_clip(pipe: Pipeline, path, start: float = 0.0, target: str = "fused", window: float = 1.0,
+def explain_clip(pipe, path, start: float = 0.0, target: str = "fused", window: float = 1.0,
                  stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
                  progress=None) -> Explanation:
     """``explain_window`` on a file: the parameters are checked before it is decoded."""
@@ -454,8 +450,8 @@ def explain_clip(pipe: Pipeline, path, start: float = 0.0, target: str = "fused"
     audio, video = flag("audio", audio), flag("video", video)
     t = time.perf_counter()
     decoded = pipe.decode(path, start, audio, video)
-    if decoded[0] is None and decoded[1] is None:
-        raise UAVMError(f"{path}: {nothing_left(decoded[2])}")
+    if decoded.wav is None and decoded.frames is None:
+        raise UAVMError(f"{path}: {nothing_left(decoded.missing)}")
     decode_ms = (time.perf_counter() - t) * 1000
     e = explain_window(pipe, decoded, start, target, window, stride, audio, video, mute, blank, clip=str(path),
                        progress=progress)

@@ -33,9 +33,10 @@ from . import work
 from .cache import Budget, Store
 from .errors import UAVMError
 from .files import sha256
-from .inference import (
+from .media import regular_file
+from .window import (
+    Decoded,
     Features,
-    Pipeline,
     Prediction,
     apply_spans,
     check_top_k,
@@ -44,7 +45,6 @@ from .inference import (
     span_mask,
     window_span,
 )
-from .media import regular_file
 
 
 def file_digest(path) -> str:
@@ -108,21 +108,16 @@ class Analysis:
 
 
 @dataclass
-class Window:
-    """A decoded window: its waveform and frames (display frames when served from a
-    timeline's clip), what is missing, and the timeline's clip it came from (or None)."""
+class Window(Decoded):
+    """A decoded window (display frames when served from a timeline's clip) and the
+    timeline's clip it came from, or None (the clip is counted where it is kept,
+    ``Explorer.clips``)."""
 
-    wav: Optional[np.ndarray]
-    frames: Optional[np.ndarray]
-    missing: dict
     clip: object = None
-
-    def memory_bytes(self) -> int:  # the clip is counted where it is kept (``Explorer.clips``)
-        return sum(int(x.nbytes) for x in (self.wav, self.frames) if x is not None) + 256
 
 
 class Explorer:
-    def __init__(self, pipeline: Pipeline, cache_size: int = 16, shared: Optional[Shared] = None):
+    def __init__(self, pipeline, cache_size: int = 16, shared: Optional[Shared] = None):
         self.pipe = pipeline
         self.shared = shared or Shared()
         b = self.shared.budget
@@ -189,8 +184,8 @@ class Explorer:
         def make():
             say(0.05, "decoding the clip")
             with work.lane("decode"), work.holding(self.shared.decode_slots):
-                wav, frames, missing = self.pipe.decode(path, start)
-            return Window(wav, frames, missing)
+                d = self.pipe.decode(path, start)
+            return Window(d.wav, d.frames, d.missing)
         return self._once(self.shared.decoded, (self._decode_key, digest, round(float(start), 3)), make, path)
 
     def timeline(self, path, digest: Optional[str] = None, stride: float = 5.0, window=None, top_k: int = 3,
@@ -225,11 +220,8 @@ class Explorer:
         blanked one's frames the black frame's feature), from the caches or made once under
         the model lock. A timeline's clip gives its own features, never from its thumbnails."""
         pre, feats, reused, timings = self.pipe.pre, {}, reused if reused is not None else [], timings or {}
-        missing = dict(w.missing)
-        for m, on in (("audio", audio), ("video", video)):
-            if not on:
-                missing.setdefault(m, "turned off")
-        if w.wav is not None and audio:
+        w = w.switched(audio, video)
+        if w.wav is not None:
             t = time.perf_counter()
             if w.clip is not None and not mute_w:
                 feats["audio"] = w.clip.audio(start)  # its own lock inside when it must compute
@@ -245,8 +237,7 @@ class Explorer:
                 if hit:
                     reused.append("audio features")
             timings["audio features"] = (time.perf_counter() - t) * 1000
-        has_frames = (w.clip is not None and "video" not in w.missing) or (w.frames is not None and len(w.frames))
-        if has_frames and video:
+        if (w.clip is not None and "video" not in w.missing) or w.frames is not None:
             t = time.perf_counter()
             if w.clip is not None:
                 base, shape = w.clip.video(start), w.clip.frame_shape
@@ -266,7 +257,7 @@ class Explorer:
                 base[span_mask(len(base), pre.video.fps, blank_w)] = self._black_feature(shape)
             feats["video"] = base
             timings["video features"] = (time.perf_counter() - t) * 1000
-        return Features(feats.get("audio"), feats.get("video"), missing)
+        return Features(feats.get("audio"), feats.get("video"), w.missing)
 
     def _black_feature(self, shape) -> np.ndarray:
         shape = tuple(shape)

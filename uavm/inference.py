@@ -2,7 +2,6 @@
 modality, fused = mean of the two logit vectors, either modality may be missing."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -10,8 +9,24 @@ import torch
 
 from . import media
 from .bundle import Bundle
-from .errors import InputError, UAVMError, number
+from .errors import InputError, UAVMError
+from .explain import explain_clip
 from .features import audio_features_many, fbank, to_model_input, video_features
+from .timeline import timeline as stream_timeline
+from .window import (  # noqa: F401 (the request checks and types, under their old names too)
+    SPANS,
+    Decoded,
+    Features,
+    Prediction,
+    Prepared,
+    apply_spans,
+    check_span,
+    check_top_k,
+    check_window,
+    nothing_left,
+    span_mask,
+    window_span,
+)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -20,109 +35,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UAVMError("--device cuda was asked for, but no CUDA device is available")
     return torch.device(device)
-
-
-@dataclass
-class Features:
-    """Raw (T, D) features of one analysis window (before padding and L2 normalisation)."""
-
-    audio: Optional[np.ndarray]
-    video: Optional[np.ndarray]
-    missing: dict = field(default_factory=dict)  # modality -> why it is absent
-
-
-@dataclass
-class Prediction:
-    labels: list
-    multilabel: bool
-    logits: dict  # "audio" / "video" / "fused" -> (classes,) np.ndarray or None
-    attention: dict  # "audio" / "video" (/ "joint") -> (layers, heads, T, T) np.ndarray
-    missing: dict = field(default_factory=dict)
-
-    def scores(self, which: str) -> Optional[np.ndarray]:
-        z = self.logits.get(which)
-        if z is None:
-            return None
-        z = torch.as_tensor(z)
-        return (torch.sigmoid(z) if self.multilabel else torch.softmax(z, -1)).numpy()
-
-    def top(self, which: str, k: int = 5) -> Optional[list]:
-        s = self.scores(which)
-        if s is None:
-            return None
-        k = check_top_k(k, len(s))
-        order = np.argsort(-s, kind="stable")[:k]
-        return [{"label": self.labels[i].name, "index": int(i), "score": float(s[i])} for i in order]
-
-    def to_dict(self, top_k: int = 5, attention: bool = False) -> dict:
-        """`uavm predict --json`'s object (and the API's): the attention maps only when asked."""
-        d = {}
-        for m in ("audio", "video", "fused"):
-            z = self.logits.get(m)
-            d[m] = None if z is None else {"logits": [float(x) for x in z], "top": self.top(m, top_k)}
-        if attention:
-            d["attention"] = {m: a.tolist() for m, a in self.attention.items()}
-        if self.missing:
-            d["missing"] = dict(self.missing)
-        return d
-
-
-# -- what a request may ask: one set of checks for the CLI, the app and its API ------------
-SPANS = {"mute": "the muted span", "blank": "the blanked span"}
-
-
-def check_span(which: str, span):
-    """None, or (from, to): finite clip seconds, 0 <= from < to."""
-    if span is None:
-        return None
-    name = SPANS[which]
-    if not isinstance(span, (tuple, list)) or len(span) != 2:
-        raise InputError(f"{name} must be two times in seconds, FROM and TO")
-    a = number(f"{name}'s FROM", span[0], lo=0)
-    b = number(f"{name}'s TO", span[1], lo=0)
-    if not a < b:
-        raise InputError(f"{name} must start before it ends, got FROM {a:g} s and TO {b:g} s")
-    return a, b
-
-
-def check_window(start=0.0, mute=None, blank=None):
-    """-> (start, mute, blank) checked: start finite and >= 0, spans as ``check_span``."""
-    return number("start", start, lo=0), check_span("mute", mute), check_span("blank", blank)
-
-
-def nothing_left(missing: dict) -> str:
-    """The message when neither modality is left, with the reasons."""
-    return "nothing left to predict from (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")"
-
-
-def check_top_k(k, classes: int) -> int:
-    return number("top k", k, lo=1, hi=classes, integer=True)
-
-
-def window_span(span, start: float, seconds: float):
-    """(from, to) in clip seconds -> the same span relative to the window, clipped; None if empty."""
-    if not span:
-        return None
-    a, b = (float(x) for x in span)
-    a, b = max(a - start, 0.0), min(b - start, seconds)
-    return (a, b) if b > a else None
-
-
-def span_mask(n: int, rate: float, span) -> np.ndarray:
-    """Which of n samples (at ``rate`` per second from the window start) fall in the span."""
-    t = np.arange(n) / rate
-    return (t >= span[0]) & (t < span[1]) if span else np.zeros(n, bool)
-
-
-def apply_spans(wav, frames, pre, start: float, mute=None, blank=None):
-    """Silence the muted span of the waveform and black out the frames in the blanked span."""
-    mute, blank = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
-    if wav is not None and mute:
-        wav = np.where(span_mask(len(wav), pre.audio.sample_rate, mute), 0, wav).astype(wav.dtype)
-    if frames is not None and blank and len(frames):
-        frames = frames.copy()
-        frames[span_mask(len(frames), pre.video.fps, blank)] = 0
-    return wav, frames
 
 
 class FeatureExtractor:
@@ -141,9 +53,9 @@ class FeatureExtractor:
         self.name = name
         self.limits = media.Limits.from_env()
 
-    def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True):
-        """-> (waveform or None, frames or None, missing). The file is decoded in a child
-        process within ``self.limits`` (see ``uavm.media.Limits``)."""
+    def decode(self, path, start: float = 0.0, audio: bool = True, video: bool = True) -> Decoded:
+        """The window at ``start``, decoded in a child process within ``self.limits`` (see
+        ``uavm.media.Limits``); a modality switched off is not decoded."""
         start = check_window(start)[0]
         pre = self.pre
         w = media.decode_window(path, start, pre.clip_seconds, pre.audio.sample_rate, pre.video.fps,
@@ -154,17 +66,15 @@ class FeatureExtractor:
                                    f"({info.duration:.2f} s)")
         missing = {}
         wav, frames = w.wav, w.frames
-        for m, wanted, has in (("audio", audio, info.has_audio), ("video", video, info.has_video)):
-            if not wanted:
-                missing[m] = "turned off"
-            elif not has:
+        for m, has in (("audio", info.has_audio), ("video", info.has_video)):
+            if not has:
                 missing[m] = f"the file has no {m} stream"
         # a stream that decodes to nothing in this window is missing, not silence or black
         if wav is not None and len(wav) == 0:
             wav, missing["audio"] = None, "the audio stream has no samples in this window"
         if frames is not None and len(frames) == 0:
             frames, missing["video"] = None, "the video stream has no frames in this window"
-        return wav, frames, missing
+        return Decoded(wav, frames, missing).switched(audio, video)
 
     def _extractor(self, m: str):
         e = self.extractors.get(m)
@@ -178,10 +88,10 @@ class FeatureExtractor:
         return e
 
     def audio_features(self, wav: np.ndarray) -> np.ndarray:
-        return self.features_many([self.prepare((wav, None, {}))])[0].audio
+        return self.features_many([self.prepare(Decoded(wav, None))])[0].audio
 
     def video_features(self, frames: np.ndarray) -> np.ndarray:
-        return self.features_many([self.prepare((None, frames, {}))])[0].video
+        return self.features_many([self.prepare(Decoded(None, frames))])[0].video
 
     def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                  mute=None, blank=None) -> Features:
@@ -189,39 +99,38 @@ class FeatureExtractor:
         start, mute, blank = check_window(start, mute, blank)
         return self.features_of(self.decode(path, start, audio, video), start, mute, blank)
 
-    def features_of(self, decoded, start: float = 0.0, mute=None, blank=None) -> Features:
+    def features_of(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None) -> Features:
         return self.features_many([self.prepare(decoded, start, mute, blank)])[0]
 
-    def prepare(self, decoded, start: float = 0.0, mute=None, blank=None):
-        """Decoded window -> (fbank or None, frames or None, missing) with the spans applied:
-        the CPU work before the backbones, which may run in another thread."""
-        wav, frames, missing = decoded
-        wav, frames = apply_spans(wav, frames, self.pre, start, mute, blank)
+    def prepare(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None) -> Prepared:
+        """A decoded window with the spans applied, its fbank computed: the CPU work before the
+        backbones, which may run in another thread."""
+        wav, frames = apply_spans(decoded.wav, decoded.frames, self.pre, start, mute, blank)
         fb = fbank(torch.as_tensor(wav), self.pre.audio) if wav is not None else None
-        return fb, frames, missing
+        return Prepared(fb, frames, dict(decoded.missing))
 
     def features_many(self, prepared: list) -> list:
         """Prepared clips -> their Features, with one backbone pass per modality for all
         of them (frames concatenated, fbanks stacked): on a GPU this is what fills it."""
         a = [None] * len(prepared)
-        have = [i for i, p in enumerate(prepared) if p[0] is not None]
+        have = [i for i, p in enumerate(prepared) if p.fbank is not None]
         if have:
-            fbs = [prepared[i][0] for i in have]
+            fbs = [prepared[i].fbank for i in have]
             for i, f in zip(have, audio_features_many(self._extractor("audio"), fbs, self.pre, self.device,
                                                       self.precision)):
                 a[i] = f
         v = [None] * len(prepared)
         groups: dict = {}  # frames of one size share a pass (the size follows the aspect ratio)
         for i, p in enumerate(prepared):
-            if p[1] is not None:
-                groups.setdefault(p[1].shape[1:], []).append(i)
+            if p.frames is not None:
+                groups.setdefault(p.frames.shape[1:], []).append(i)
         for have in groups.values():
-            frames = [prepared[i][1] for i in have]
+            frames = [prepared[i].frames for i in have]
             f = video_features(self._extractor("video"), np.concatenate(frames) if len(frames) > 1 else frames[0],
                                self.pre, self.device, precision=self.precision)
             for i, part in zip(have, np.split(f, np.cumsum([len(x) for x in frames])[:-1])):
                 v[i] = part
-        return [Features(a[i], v[i], dict(p[2])) for i, p in enumerate(prepared)]
+        return [Features(a[i], v[i], dict(p.missing)) for i, p in enumerate(prepared)]
 
 
 class Pipeline(FeatureExtractor):
@@ -277,16 +186,12 @@ class Pipeline(FeatureExtractor):
         """Every window of a long clip (starts 0, stride, 2 * stride, ...): audio-only, video-only
         and fused answers from one streaming decode (``uavm.timeline``) -> a Timeline;
         ``.features`` serves any window afterwards without decoding."""
-        from .timeline import timeline  # deferred: uavm.timeline builds on this module
-
-        return timeline(self, path, stride, window, top_k, progress=progress, lock=lock, **kw)
+        return stream_timeline(self, path, stride, window, top_k, progress=progress, lock=lock, **kw)
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute=None, blank=None, progress=None):
         """What mattered, when, in which modality: occlusion, contribution, rollout
         (``uavm.explain``) -> an Explanation (``.to_dict()`` is `uavm explain --json`'s object)."""
-        from .explain import explain_clip  # deferred: uavm.explain builds on this module
-
         return explain_clip(self, path, start, target, window, stride, audio, video, mute, blank, progress)
 
     def predict_many(self, paths, start: float = 0.0, audio: bool = True, video: bool = True,

@@ -1,5 +1,5 @@
 """The analyses end to end, as `uavm analyze` runs them: a bundle and a labelled set in,
-CSV files and one self-contained HTML page out (figures from ``uavm.figures``)."""
+CSV files and one self-contained HTML page out (figures from ``uavm.analysis.figures``)."""
 from __future__ import annotations
 
 import csv
@@ -11,6 +11,7 @@ from ..features import Preprocessing
 from ..files import atomic, write_text
 from ..inference import FeatureExtractor
 from ..train import FeatureSet, feature_data
+from . import figures as paper_figures
 from .measures import (
     AnalysisError,
     attention_difference_rows,
@@ -58,7 +59,7 @@ def probe(bundle, data, out, device="cpu", seed: int = 0, tsne_clips: int = 300,
     files = [write_csv(out / "probe.csv", rows), write_csv(out / "probe-coefficients.csv", coef)]
     if tsne:
         files.append(write_csv(out / "probe-tsne.csv", tsne))
-    files.append(write_html(out / "probe.html", *figures.probe_figures(
+    files.append(write_html(out / "probe.html", *paper_figures.probe_figures(
         rows, coef, tsne, f"{b.name}: modality probe on {len(data)} clips (fit on half, test on the other)")))
     for r in rows:
         log(f"{r['layer']:>9s} ({r['part']}): modality accuracy {r['modality_accuracy']:.3f}")
@@ -72,7 +73,7 @@ def retrieval(bundle, data, out, device="cpu", seed: int = 0, per_class: int = 5
         raise AnalysisError(f"the class-balanced subset has {len(subset)} clips: too few for recall@{max(ks)}")
     rows = retrieval_rows(representations(b.model, data, device), subset, ks)
     out = Path(out)
-    files = [write_csv(out / "retrieval.csv", rows), write_html(out / "retrieval.html", figures.retrieval_figure(
+    files = [write_csv(out / "retrieval.csv", rows), write_html(out / "retrieval.html", paper_figures.retrieval_figure(
         rows, ks, f"{b.name}: audio-to-video retrieval on {len(subset)} clips ({per_class} per class)"))]
     for r in rows:
         log(f"{r['layer']:>9s} ({r['part']}): " + ", ".join(f"A->V R@{k} {r[f'a2v_recall@{k}']:.3f}" for k in ks))
@@ -106,7 +107,7 @@ def attention(bundle, data, out, device="cpu", clip: str = "0", layer: int = 0, 
     out = Path(out)
     name = data.entries[ci].get("name") or data.entries[ci].get("afeat")
     files = [write_csv(out / "attention-difference.csv", diff), write_csv(out / "attention-temporal.csv", temporal),
-             write_html(out / "attention.html", figures.attention_figure(
+             write_html(out / "attention.html", paper_figures.attention_figure(
                  diff, temporal, f"{b.name}: A-V attention difference on {len(data)} clips; layer {li + 1} "
                                  f"temporal attention of clip {ci} ({name})"))]
     for r in diff:
@@ -139,7 +140,7 @@ def sweep(train, val, out, grids: dict, base: dict, recipe: dict, kinds, seeds, 
     rows = run_sweep(train_set, val_set, len(labels), base, grids, kinds, seeds, recipe, device, save, log=log)
     summary = summarize(rows)
     files = [write_csv(out / "sweep.csv", rows), write_csv(out / "sweep-summary.csv", summary),
-             write_html(out / "sweep.html", figures.sweep_figure(
+             write_html(out / "sweep.html", paper_figures.sweep_figure(
                  summary, f"accuracy on {val} ({len(val_set)} clips), mean ± std over seeds {list(seeds)}"))]
     for s in summary:
         log(f"{s['factor']}={s['value']} {s['kind']}: " + ", ".join(

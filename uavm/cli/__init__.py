@@ -8,6 +8,7 @@ import sys
 
 from ..errors import UAVMError, one_line
 from . import app, clips, explain, models, research, timeline, tools
+from .options import clip_failed, err  # noqa: F401 (the commands' one-line reports)
 
 
 class Help(argparse.HelpFormatter):
@@ -31,25 +32,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         """A usage error is one line and exit 1, like every other failure."""
         self.exit(1, f"{self.prog}: {message} (`{self.prog} --help` lists the options)\n")
-
-
-def err(msg: str) -> None:
-    """One line on stderr; control characters of file or label names shown as escapes."""
-    from ..errors import printable
-
-    print(f"uavm: {printable(msg)}", file=sys.stderr, flush=True)
-
-
-def clip_failed(clip, e: Exception, as_json: bool) -> None:
-    """One clip's problem, reported where the others' answers go; the command goes on."""
-    import json
-
-    from ..errors import one_line
-
-    msg = one_line(e)
-    err(msg)
-    if as_json:
-        print(json.dumps({"clip": str(clip), "error": msg}), flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,7 +97,7 @@ def predict(a) -> int:
     from ..bundle import load_bundle
     from ..files import progress
     from ..inference import Pipeline, check_top_k, check_window
-    from . import clip_failed, err
+    from .options import clip_failed, err
 
     if not a.clips and a.audio_features is None and a.video_features is None:
         err("give clips, or --audio-features / --video-features")
@@ -148,7 +148,7 @@ def features(a) -> int:
     from ..inference import Pipeline, pick_device
     from ..train import distributed
     from ..train.data import extract_features, stem_collisions, write_clip_features
-    from . import err
+    from .options import err
 
     if bool(a.clips) == bool(a.manifest):
         err("give either clips or --manifest LIST")

@@ -87,7 +87,7 @@ def explain(a) -> int:
     from ..explain import check_occlusion, check_target, label_index
     from ..files import progress
     from ..inference import Pipeline, check_window
-    from . import clip_failed
+    from .options import clip_failed
 
     # every parameter checked before any clip is decoded
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)

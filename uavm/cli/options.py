@@ -3,6 +3,7 @@ its type and default from the field, its help from the field's metadata."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import MISSING, fields
 
 
@@ -54,3 +55,22 @@ def bundle_of(args):
     from ..hub import resolve
 
     return resolve(getattr(args, "model", None), getattr(args, "bundle", None), getattr(args, "mirror", None))
+
+
+def err(msg: str) -> None:
+    """One line on stderr; control characters of file or label names shown as escapes."""
+    from ..errors import printable
+
+    print(f"uavm: {printable(msg)}", file=sys.stderr, flush=True)
+
+
+def clip_failed(clip, e: Exception, as_json: bool) -> None:
+    """One clip's problem, reported where the others' answers go; the command goes on."""
+    import json
+
+    from ..errors import one_line
+
+    msg = one_line(e)
+    err(msg)
+    if as_json:
+        print(json.dumps({"clip": str(clip), "error": msg}), flush=True)

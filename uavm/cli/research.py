@@ -161,7 +161,7 @@ def evaluate(a) -> int:
     from ..bundle import load_bundle
     from ..inference import Pipeline
     from ..train import FeatureSet, evaluate, feature_data
-    from . import err
+    from .options import err
 
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
     with tempfile.TemporaryDirectory() as tmp:  # a clip list: extracted with the bundle's own extractors

@@ -46,7 +46,8 @@ def run(bundle_dir=None, size: str = "", device: str = "auto", clips: int = 8, r
          "clip": "10 s 640x360 H.264/AAC",
          "cold_start_ms": round((time.perf_counter() - t_cold) * 1000, 1)}
     pre = pipe.pre
-    wav, frames, _ = pipe.decode(clip)
+    d = pipe.decode(clip)
+    wav, frames = d.wav, d.frames
     fb = fbank(torch.as_tensor(wav), pre.audio)
     st = {"decode": _ms(lambda: pipe.decode(clip), repeat),
           "fbank": _ms(lambda: fbank(torch.as_tensor(wav), pre.audio), repeat),

@@ -66,10 +66,10 @@ def measure(clip, bundle=None, stride: float = 5.0) -> dict:
     import torch
 
     from ..bundle import load_bundle
+    from ..clip import one_core_free
     from ..files import memory_mb
     from ..hub import resolve
     from ..inference import Pipeline
-    from ..timeline import one_core_free
 
     t0 = time.perf_counter()
     pipe = Pipeline(load_bundle(resolve(None, bundle)), "cpu")
