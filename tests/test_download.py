@@ -9,6 +9,7 @@ import pytest
 
 from uavm import hub
 from uavm.errors import UAVMError
+from uavm.hub import transfer
 
 from .conftest import run_cli
 
@@ -189,7 +190,7 @@ def test_a_file_whose_hash_breaks_the_pin_in_its_name_is_refused(tmp_path):
 
 
 def test_a_source_sending_more_than_any_release_file_is_cut_off(mirror, tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "MAX_BYTES", 500_000)
+    monkeypatch.setattr(transfer, "MAX_BYTES", 500_000)  # read where it is used
     with pytest.raises(UAVMError, match="more than any release file"):
         hub.download("vggsound-labels", tmp_path, mirror.url, log=lambda m: None, say=lambda m: None)
     assert not (tmp_path / LABELS).exists()
