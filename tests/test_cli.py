@@ -172,7 +172,7 @@ def test_damaged_weights_fail_that_clip_with_valid_json(tmp_path, tiny_bundle, m
 
 
 def test_an_audio_stream_without_samples_counts_as_missing(tmp_path, tiny_bundle):
-    from uavm.demo.synth import write_media
+    from uavm.media import write_media
 
     frames = np.zeros((30, 64, 96, 3), np.uint8)
     frames[:, 10:30, 10:40] = 200

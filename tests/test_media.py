@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from uavm import media
-from uavm.demo.synth import write_media
+from uavm.media import write_media
 
 
 def test_fps_rule_on_a_30fps_clip_picks_frames_4_14_24():
@@ -109,3 +109,44 @@ def test_implausible_decoder_timestamps_are_spotted():
     assert media.plausible_times(np.array([[0.0, 0.03], [0.03, 0.06]]))
     assert not media.plausible_times(np.array([[9.2e15, 9.2e15], [9.2e15, 9.2e15]]))
     assert not media.plausible_times(np.array([[1.0, 2.0], [0.5, 0.6]]))  # going back
+
+
+@pytest.mark.parametrize("job", ["window", "stream"])
+def test_a_bug_in_the_decoder_child_comes_back_as_a_bug_not_as_bad_input(tmp_path, monkeypatch, caplog, job):
+    """The decoder child tells a bug in the decoding code (here a NameError) from a file it
+    cannot decode: the parent logs the child's traceback and says "internal error", never
+    that the file cannot be decoded."""
+    import logging
+    import multiprocessing
+
+    from uavm.demo.synth import demo_clip
+    from uavm.errors import UAVMError
+    from uavm.media import isolate, stream, window
+
+    clip = demo_clip(tmp_path / "c.mp4", seconds=2)
+
+    def broken(*a, **k):
+        raise NameError("name 'undefined_in_decoder' is not defined")
+
+    # decoders are forked from a forkserver, which a patch here never reaches: fork this process instead
+    monkeypatch.setattr(isolate, "_CTX", multiprocessing.get_context("fork"))
+    monkeypatch.setattr(window, "load_audio", broken)
+    monkeypatch.setattr(stream, "_audio_segments", broken)
+    caplog.set_level(logging.ERROR, logger="uavm")
+    with pytest.raises(UAVMError) as e:
+        if job == "window":
+            media.decode_window(clip, 0, 2, 16000, 3.0, 64, limits=media.Limits())
+        else:
+            list(media.decode_stream(clip, 16000, 3.0, 64, limits=media.Limits()))
+    assert not isinstance(e.value, media.MediaError)
+    assert str(e.value) == f"internal error while decoding {clip} (see the server log)"
+    (rec,) = [r for r in caplog.records if r.name == "uavm"]
+    assert rec.levelno == logging.ERROR
+    text = rec.getMessage()
+    assert "Traceback (most recent call last)" in text and "NameError: name 'undefined_in_decoder'" in text
+    assert "in broken" in text
+
+    # bad input through the same door is still the file's problem, in one line
+    (tmp_path / "x.mp4").write_bytes(b"hello world" * 10)
+    with pytest.raises(media.MediaError, match="not a readable audio or video file"):
+        media.decode_window(tmp_path / "x.mp4", 0, 2, 16000, 3.0, 64, limits=media.Limits())

@@ -13,7 +13,7 @@ import torchvision
 from torchvision.models.convnext import CNBlockConfig
 
 from uavm import media
-from uavm.demo.synth import write_media
+from uavm.media import write_media
 
 from .conftest import SHARED, json_lines, run_cli
 

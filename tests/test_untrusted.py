@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from uavm import media
-from uavm.demo.synth import demo_clip, write_media
+from uavm.demo.synth import demo_clip
+from uavm.media import write_media
 
 from .conftest import json_lines, run_cli
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import media
+from ..assets import CAPTIONS
 from ..bundle import load_extractors, save_bundle, save_extractors
 from ..features import AudioPre, Extractor, Preprocessing, VideoPre, fbank, normalize_frames
 from ..files import write_json
@@ -259,9 +260,12 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
     ex = out / "examples"
     ex.mkdir(exist_ok=True)
     pick = np.linspace(0, len(corpus.CLASSES) - 1, cfg.examples).round().astype(int)
+    captions = {}
     for c in pick:
-        name = corpus.CLASSES[c][0].replace(" ", "_").replace("(", "").replace(")", "")
+        name = corpus.example_name(int(c))
         corpus.make_clip(ex / f"{name}.mp4", int(c), corpus.clip_seed(cfg.seed + 3, "examples", int(c), 0))
+        captions[f"{name}.mp4"] = corpus.example_caption(int(c))
+    write_json(ex / CAPTIONS, {"format": "uavm-examples", "clips": captions})
     timings["examples"] = time.time() - t
     report["timings_seconds"] = {k: round(v, 1) for k, v in timings.items()}
     report["total_seconds"] = round(time.time() - t_start, 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth import write_media
+from ..media import write_media
 
 SR, FPS, SIZE, SECONDS = 16000, 15, 224, 10.0
 
@@ -440,3 +440,22 @@ def labels() -> list:
     from ..bundle import Label
 
     return [Label(i, mid, name) for i, (name, mid, _, _) in enumerate(CLASSES)]
+
+
+def example_name(c: int) -> str:
+    """The file stem of class ``c``'s example clip."""
+    return CLASSES[c][0].replace(" ", "_").replace("(", "").replace(")", "")
+
+
+def example_caption(c: int) -> dict:
+    """What class ``c``'s example clip is and what to try with it (the explorer's captions)."""
+    name, _, picture, sound = CLASSES[c]
+    same_sound = [o[0] for o in CLASSES if o[3] == sound and o[0] != name]
+    same_picture = [o[0] for o in CLASSES if o[2] == picture and o[0] != name]
+    if same_sound:
+        tip = f"sounds like {' and '.join(same_sound)}: turn the video off and the answer can only guess among them"
+    elif same_picture:
+        tip = f"looks like {' and '.join(same_picture)}: turn the audio off and the answer can only guess among them"
+    else:
+        tip = "try muting the audio or blanking the video where the event happens"
+    return {"label": name, "tip": tip}
