@@ -16,7 +16,6 @@ import atexit
 import os
 import signal
 import sys
-from pathlib import Path
 
 # Gradio's telemetry and its version check reach the internet at launch unless told not to:
 # off unless the user turns them on (the app must start offline and tell no one)
@@ -24,7 +23,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # a client's stream is looked at every few seconds: when it has gone, its work stops soon after
 os.environ.setdefault("GRADIO_HEARTBEAT_INTERVAL", "3")
 
-from uavm.assets import demo_bundles
 from uavm.settings import settings
 
 from .layout import App, build_app
@@ -34,23 +32,10 @@ __all__ = ["App", "build_app", "find_bundles", "serve"]
 
 
 def find_bundles(extra=(), models=(), mirror=None) -> dict:
-    """name -> bundle folder: the demo models shipped with uavm, the released models already
-    converted in the cache (each checked; a damaged one is left out, with a warning), then
-    the --bundle folders and the --model names (fetched and converted first if need be)."""
+    """The models the app serves (``uavm.hub.available``), its warnings said as the app's."""
     from uavm import hub
-    from uavm.errors import UAVMError
 
-    found = demo_bundles()
-    for name in hub.converted():
-        try:
-            found[name] = hub.resolve(name)
-        except UAVMError as e:
-            print(f"uavm app: {name} left out: {e}", file=sys.stderr, flush=True)
-    for b in extra:
-        found[Path(b).resolve().name] = Path(b)
-    for m in models:
-        found[m] = hub.resolve(m, mirror=mirror)
-    return found
+    return hub.available(extra, models, mirror, log=lambda msg: print(f"uavm app: {msg}", file=sys.stderr, flush=True))
 
 
 def serve(a) -> None:
@@ -61,7 +46,9 @@ def serve(a) -> None:
     from uavm.errors import InputError
 
     s = settings()
-    log = logging.getLogger("uavm.app")  # the app's own lines: refusals (once a minute), cleaning, bugs
+    # the app's own lines (uavm.app: refusals once a minute, cleaning, bugs) and the library's
+    # (uavm: a bug in a decoder child, with its traceback)
+    log = logging.getLogger("uavm")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("uavm app: %(message)s"))

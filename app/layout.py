@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from uavm.assets import example_captions
 from uavm.assets import examples as example_clips
 
 from . import page
@@ -84,7 +85,7 @@ def _device_name(device: str) -> str:
 
 # -- layout --------------------------------------------------------------------------------------
 def _inputs(P: Page, examples: list, device: str, names: list) -> None:
-    captions = page.example_captions(examples)
+    captions = example_captions(examples)
     with gr.Tabs():
         with gr.Tab("Video"):
             P("video_in", gr.Video(label="Upload or record a clip", sources=["upload", "webcam"], elem_id="video-in"))

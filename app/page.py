@@ -17,10 +17,10 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
-from uavm import figures, work
+from uavm import figures
 from uavm.errors import InputError, UAVMError, number, one_line
 
-from .serving import Server, public_message
+from .serving import Server, failure, public_message
 from .sessions import InOrder, session_of
 
 log = logging.getLogger("uavm.app")
@@ -81,7 +81,7 @@ class Settings:
         if not s.media:
             raise InputError("upload or record a clip first (or pick an example)")
         k = number("top k", s.top_k, integer=True)
-        return server.query(s.media, s.start, bool(s.audio_on), bool(s.video_on), s.span("mute"), s.span("blank"),
+        return server.query(s.media, s.start, s.audio_on, s.video_on, s.span("mute"), s.span("blank"),
                             s.model, k)
 
     @property
@@ -90,8 +90,8 @@ class Settings:
 
 
 def boundary(cleared):
-    """A handler's failures as its cleared outputs and one status line (bad input says what is
-    wrong; anything else is a bug: logged with its traceback, reported as such)."""
+    """A handler's failures as its cleared outputs and one status line (``serving.failure``);
+    nothing when its client has left."""
     import functools
 
     def wrap(fn):
@@ -99,14 +99,9 @@ def boundary(cleared):
         def inner(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except work.Cancelled:  # the page has gone: nobody will see an answer
-                log.info("%s: its client left, its work stopped", fn.__name__)
-                return {}
-            except UAVMError as e:
-                return {**cleared(), "status": f"⚠️ {one_line(e)}"}
-            except Exception:
-                log.exception("internal error in %s", fn.__name__)
-                return {**cleared(), "status": "⚠️ internal error (a bug): the server's log has the details"}
+            except Exception as e:
+                msg = failure(e, fn.__name__)
+                return {} if msg is None else {**cleared(), "status": f"⚠️ {msg}"}
         return inner
     return wrap
 
@@ -217,21 +212,16 @@ def explanation(server: Server, s: Settings, progress=None) -> dict:
         an, ex = server.analyze(q)
         if an.prediction is None:
             return cleared_explanation()
-    except UAVMError:
-        return cleared_explanation()
-    except Exception:
-        log.exception("internal error in the explanation")
+    except Exception as err:  # the status line says it; a bug is logged
+        failure(err, "the explanation")
         return cleared_explanation()
     try:
         e = ex.explain(q.path, q.start, s.target or "fused", audio=q.audio, video=q.video, mute=q.mute,
                        blank=q.blank, digest=server.models.digest(q.path),
                        progress=(lambda f, msg: progress(f, desc=msg)) if progress else None)
-    except UAVMError as err:
-        return {"explain_text": f"⚠️ {public_message(err, q.path)}", "explain_plot": gr.Plot(value=None, visible=False)}
-    except Exception:
-        log.exception("internal error in the explanation")
-        return {"explain_text": "⚠️ internal error (a bug): the server's log has the details",
-                "explain_plot": gr.Plot(value=None, visible=False)}
+    except Exception as err:
+        msg = failure(err, "the explanation", q.path)
+        return {} if msg is None else {**cleared_explanation(), "explain_text": f"⚠️ {msg}"}
     lines = e.summary()
     return {"explain_text": "\n\n".join([f"**{lines[0]}**", *lines[1:]]),
             "explain_plot": gr.Plot(value=figures.explanation(e), visible=True)}
@@ -303,7 +293,7 @@ def compare(server: Server, s: Settings, request=None, progress=None) -> dict:
 def heard_and_seen(server: Server, s: Settings, request=None, progress=None) -> dict:
     """The 10 s window as the model got it: its 3 fps frames (blanked ones black) with the
     waveform it heard (muted span silent), as a video the browser plays."""
-    from uavm.demo.synth import write_media
+    from uavm.media import write_media
 
     q = s.query(server)
     an, ex = server.analyze(q)
@@ -431,30 +421,6 @@ def demo_notice(bundle_config: dict) -> str:
     return ""
 
 
-def example_captions(paths) -> list:
-    """(label, caption) for each example clip: what it is and what to try with it."""
-    from uavm.demo import corpus
-
-    by_name = {c[0].replace(" ", "_").replace("(", "").replace(")", ""): c for c in corpus.CLASSES}
-    out = []
-    for p in paths:
-        c = by_name.get(Path(p).stem)
-        if c is None:
-            out.append((Path(p).stem.replace("_", " "), ""))
-            continue
-        name, _, picture, sound = c
-        same_sound = [o[0] for o in corpus.CLASSES if o[3] == sound and o[0] != name]
-        same_picture = [o[0] for o in corpus.CLASSES if o[2] == picture and o[0] != name]
-        if same_sound:
-            tip = f"sounds like {' and '.join(same_sound)}: turn the video off and the answer can only guess among them"
-        elif same_picture:
-            tip = f"looks like {' and '.join(same_picture)}: turn the audio off and the answer can only guess among them"
-        else:
-            tip = "try muting the audio or blanking the video where the event happens"
-        out.append((name, tip))
-    return out
-
-
 def warm_up(server: Server, clips) -> None:
     """The default model run on clips before users come: the first click answers like the others."""
     try:
@@ -464,5 +430,5 @@ def warm_up(server: Server, clips) -> None:
             an = ex.run(p, digest=server.models.digest(p))
             cfg = ex.pipe.bundle.model.cfg
             figures.temporal(an, cfg.n_layers, ex.pipe.pre, cfg), figures.full_maps(an, cfg.n_layers, cfg)
-    except Exception:  # a failed warm-up only costs the first click its speed
-        log.exception("warm-up failed")
+    except Exception as e:  # a failed warm-up only costs the first click its speed
+        log.warning("warm-up failed: %s", failure(e, "the warm-up"))

@@ -78,23 +78,33 @@ class Uploads:
         return real
 
 
+INTERNAL = "internal error (a bug): the server's log has the details"
+
+
+def failure(e: BaseException, where: str, path: str | None = None) -> str | None:
+    """The app's one rule for a failure: -> the line its client sees, or None when nobody
+    waits for it (its client left: logged as such). Bad input says what is wrong, without a
+    traceback in the log; anything else is a bug, logged with its traceback, said as such."""
+    log = logging.getLogger("uavm.app")
+    if isinstance(e, work.Cancelled):
+        log.info("%s: its client left, its work stopped", where)
+        return None
+    if isinstance(e, UAVMError):
+        return public_message(e, path)
+    log.error("internal error in %s", where, exc_info=e)
+    return INTERNAL
+
+
 def guarded(fn):
-    """A handler whose failures reach the client as one line: bad input says what is wrong;
-    anything else is a bug, logged here with its traceback and reported as such."""
+    """An API function whose failures reach the client as one line (``failure``)."""
     @functools.wraps(fn)
     def inner(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except work.Cancelled as e:  # nobody waits for this answer any more
-            logging.getLogger("uavm.app").info("%s: its client left, its work stopped", fn.__name__)
-            raise gr.Error(one_line(e), print_exception=False) from None
-        except UAVMError as e:  # bad input: one line to the client, no traceback in the log
-            raise gr.Error(one_line(e), print_exception=False) from None
-        except Exception:
-            logging.getLogger("uavm.app").exception("internal error in %s", fn.__name__)
-            raise gr.Error("internal error (a bug): the server's log has the details", print_exception=False) from None
+        except Exception as e:
+            raise gr.Error(failure(e, fn.__name__) or one_line(e), print_exception=False) from None
     return inner
 
 

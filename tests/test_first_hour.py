@@ -120,3 +120,34 @@ def test_file_and_label_names_reach_the_terminal_escaped(tmp_path, tiny_bundle):
     r = run_cli("predict", name, "--bundle", tiny_bundle)
     assert r.returncode == 1 and "\x1b" not in r.stderr and "\x07" not in r.stderr
     assert "\\x1b]0;pwned\\x07 b.mp4" in r.stderr and len(r.stderr.strip().splitlines()) == 1  # (a message is one line)
+
+
+# -- the examples' captions are data beside the clips --------------------------------------------
+def test_the_shipped_examples_have_captions_and_a_hostile_captions_file_is_only_data(tmp_path):
+    import json
+
+    from uavm.assets import CAPTIONS, example_captions, examples
+
+    shipped = example_captions(examples())
+    assert shipped and all(label and tip for label, tip in shipped), shipped  # every example says what to try
+    for p in ("a_clip.mp4", "b_clip.mp4", "c.mp4"):
+        (tmp_path / p).write_bytes(b"")
+    (tmp_path / CAPTIONS).write_text(json.dumps({"clips": {
+        "a_clip.mp4": {"label": "x" * 500, "tip": "t"}, "b_clip.mp4": {"label": ["not", "text"]}, "c.mp4": "no"}}))
+    got = example_captions(sorted(tmp_path.glob("*.mp4")))
+    assert got == [("x" * 80, "t"), ("b clip", ""), ("c", "")]
+    (tmp_path / CAPTIONS).write_text("{broken")
+    assert example_captions([tmp_path / "a_clip.mp4"]) == [("a clip", "")]
+
+
+# -- one "turned off" rule -------------------------------------------------------------------------
+def test_a_modality_switched_off_is_gone_and_what_the_file_says_stays_the_reason():
+    from uavm.window import Decoded
+
+    d = Decoded(np.zeros(16000, np.float32), None, {"video": "the file has no video stream"})
+    off = d.switched(audio=False, video=False)
+    assert off.wav is None and off.frames is None
+    assert off.missing == {"audio": "turned off", "video": "the file has no video stream"}
+    assert d.switched().wav is d.wav and d.missing == {"video": "the file has no video stream"}  # not changed
+    empty = Decoded(None, np.zeros((0, 8, 8, 3), np.uint8), {})
+    assert empty.switched().frames is None

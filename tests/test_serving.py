@@ -76,7 +76,7 @@ def test_an_uploaded_playlist_naming_a_local_file_is_refused(server, tmp_path, n
 
 def _slow_8k(path):
     """An 8K clip that takes a couple of seconds to decode but little to upload (~100 KB)."""
-    from uavm.demo.synth import write_media
+    from uavm.media import write_media
 
     f = np.full((30, 4320, 7680, 3), 60, np.uint8)
     f[:, 1000:1400, 2000:2600] = 200
@@ -112,8 +112,8 @@ def test_a_cached_request_is_answered_while_slow_hostile_uploads_decode(server, 
           f"(they finished {max(v[1] for v in done.values()) - t0:.1f} s after it started)")
     assert kind == "complete"
     assert all(v[0][0] == "complete" for v in done.values()), done
-    assert max(v[1] for v in done.values()) > answered, "the hostile decodes ended first: nothing was measured"
-    assert answered - t0 < 1.0
+    # answered before any of them ended (no clock bound: what it waited for, not how long)
+    assert min(v[1] for v in done.values()) > answered, "a hostile decode ended first: the request waited for it"
 
 
 # the same bad value through the API and the CLI: the same one-line message

@@ -250,3 +250,25 @@ def test_the_clip_as_the_model_got_it_and_the_export_of_a_wide_clip(page_server)
     assert len(files) == 2 and all(f.startswith(server.workdir) for f in files)
     report = Path(files[0]).read_text()
     assert "<h1>wide.mp4</h1>" in report and "padding: the audio ends at 4.0 s" in report
+
+
+def test_the_apps_one_failure_rule(caplog):
+    """Bad input: its line, the server's paths as the file's name, no traceback logged; a
+    client that left: nothing to say; anything else: a bug, logged with its traceback."""
+    import logging
+
+    from uavm import work
+    from uavm.app.serving import INTERNAL, failure
+    from uavm.errors import InputError
+
+    with caplog.at_level(logging.INFO, logger="uavm.app"):
+        assert failure(InputError("/srv/up/abc/clip.mp4: no video"), "predict", "/srv/up/abc/clip.mp4") == \
+            "clip.mp4: no video"
+        assert not caplog.records
+        assert failure(work.Cancelled("gone"), "predict") is None
+        assert "its client left" in caplog.records[-1].getMessage()
+        try:
+            raise NameError("oops")
+        except NameError as e:
+            assert failure(e, "predict") == INTERNAL
+        assert caplog.records[-1].levelno == logging.ERROR and caplog.records[-1].exc_info[0] is NameError

@@ -47,9 +47,31 @@ def default_bundle() -> Path:
     return d / DEMO
 
 
+CAPTIONS = "captions.json"  # beside the example clips: {"clips": {file name: {"label", "tip"}}}
+
+
 def examples() -> list:
     d = weights_dir()
     return sorted((d / "examples").glob("*.mp4")) if d else []
+
+
+def example_captions(paths) -> list:
+    """(label, tip) for each example clip, from the captions file beside them (data: strings
+    only, cut to a line); a clip it does not describe gets its file stem as its label."""
+    by_name: dict = {}
+    for folder in {Path(p).parent for p in paths}:
+        try:
+            clips = json.loads((folder / CAPTIONS).read_text(encoding="utf-8")).get("clips", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        for name, c in (clips.items() if isinstance(clips, dict) else ()):
+            if isinstance(c, dict) and all(isinstance(c.get(k, ""), str) for k in ("label", "tip")):
+                by_name[folder / str(name)] = (c.get("label", "")[:80], c.get("tip", "")[:300])
+    out = []
+    for p in paths:
+        label, tip = by_name.get(Path(p), ("", ""))
+        out.append((label or Path(p).stem.replace("_", " "), tip))
+    return out
 
 
 def install_hint(extra: str) -> str:

@@ -1,7 +1,7 @@
 """Every environment variable uavm reads, in one place, read when asked (never at import).
 
 ``settings()`` -> a Settings; a value that cannot be used is a one-line error naming
-the variable. ``VARIABLES`` lists them for the docs and ``uavm --help``.
+the variable. `uavm --help` lists them (from the fields' metadata), docs/serving.md too.
 """
 from __future__ import annotations
 
@@ -63,7 +63,6 @@ class Settings:
         return Path(self.cache) if self.cache else Path.home() / ".cache" / "uavm"
 
 
-VARIABLES = {f.metadata["env"]: f.metadata["help"] for f in fields(Settings)}
 
 
 def settings(env=None) -> Settings:

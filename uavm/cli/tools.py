@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 import sys
 
-from .options import DEVICE, PRECISION
+from .options import DEVICE, PRECISION, add_bundle_options, bundle_of
 
 
 def add(sub) -> None:
     s = sub.add_parser("bench", help="per-stage timings, throughput and memory")
-    s.add_argument("--bundle", help="a bundle (default: the demo UAVM)")
+    add_bundle_options(s)
     s.add_argument("--size", choices=["tiny", "paper"], help="random weights of this size instead of a bundle "
                    "(paper: ConvNeXt-Base x 2, N = Ns = 3, 1024 wide)")
     s.add_argument("--device", **DEVICE)
@@ -38,8 +38,12 @@ def add(sub) -> None:
     s.set_defaults(fn=soak)
 
 
+def _bundle(a):
+    """The bundle to time: --bundle or --model, else none with --size, else the default."""
+    return None if a.size and not (a.bundle or a.model) else bundle_of(a)
+
+
 def bench(a) -> int:
-    from ..assets import default_bundle
     from ..tools.bench import run
 
     if a.explain:
@@ -47,7 +51,7 @@ def bench(a) -> int:
     if a.agreement is not None:
         from ..tools.bench import agreement
 
-        r = agreement(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.precision,
+        r = agreement(_bundle(a), a.size or "", a.device, a.precision,
                       a.agreement, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps(r) if a.json else json.dumps(r, indent=1))
         return 0
@@ -57,7 +61,7 @@ def bench(a) -> int:
         r = page(toggles=a.repeat * 4, device=a.device, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps(r) if a.json else json.dumps(r, indent=1))
         return 0
-    r = run(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device, a.clips, a.repeat,
+    r = run(_bundle(a), a.size or "", a.device, a.clips, a.repeat,
             a.precision, a.batch, compile=a.compile)
     if a.json:
         print(json.dumps(r))
@@ -74,18 +78,18 @@ def bench(a) -> int:
 def bench_explain(a) -> int:
     from pathlib import Path
 
-    from ..assets import default_bundle, demo_bundles
+    from ..assets import demo_bundles
     from ..errors import number
     from ..tools import explainbench
 
     clips = number("--clips", a.clips, lo=0, integer=True)
     log = (lambda msg: print(msg, file=sys.stderr)) if a.json else print
-    r = {"timing": explainbench.timing(a.bundle or (None if a.size else default_bundle()), a.size or "", a.device,
+    r = {"timing": explainbench.timing(_bundle(a), a.size or "", a.device,
                                        a.repeat)}
     if not a.json:
         print(json.dumps(r["timing"], indent=1))
     if clips and not a.size:  # random weights explain nothing: no finding for them
-        r["finding"] = explainbench.finding({Path(a.bundle).name: a.bundle} if a.bundle else demo_bundles(), clips, a.seed,
+        r["finding"] = explainbench.finding({Path(b).name: b for b in [_bundle(a)]} if a.bundle or a.model else demo_bundles(), clips, a.seed,
                                             a.device, log)
         if not a.json:
             print(json.dumps(r["finding"], indent=1))
