@@ -442,18 +442,25 @@ def explain_features(pipe, wav, feats, start: float, target: str = "fused", wind
 
 def explain_clip(pipe, path, start: float = 0.0, target: str = "fused", window: float = 1.0,
                  stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
-                 progress=None) -> Explanation:
-    """``explain_window`` on a file: the parameters are checked before it is decoded."""
+                 progress=None, degrade=None, audio_from=None, video_from=None) -> Explanation:
+    """``explain_window`` on a file (its audio or video from another clip, degraded: as
+    ``Pipeline.predict``): the parameters are checked before it is decoded."""
     start, mute, blank = check_window(start, mute, blank)
     check_occlusion(window, stride, pipe.pre.clip_seconds)
     label_index(check_target(target), pipe.bundle.labels)
     audio, video = flag("audio", audio), flag("video", video)
     t = time.perf_counter()
-    decoded = pipe.decode(path, start, audio, video)
+    decoded = pipe.decode_sources(path, start, audio, video, audio_from, video_from)
+    if degrade is not None:  # the explanation is of the window as the model then sees it
+        decoded = degrade.apply(decoded, pipe.pre, start)
     if decoded.wav is None and decoded.frames is None:
         raise UAVMError(f"{path}: {nothing_left(decoded.missing)}")
     decode_ms = (time.perf_counter() - t) * 1000
     e = explain_window(pipe, decoded, start, target, window, stride, audio, video, mute, blank, clip=str(path),
                        progress=progress)
     e.timings_ms = {"decode": decode_ms, **e.timings_ms, "total": e.timings_ms["total"] + decode_ms}
+    if audio_from or video_from:
+        e.notes["sources"] = f"the audio from {audio_from or path}, the video from {video_from or path}"
+    if degrade is not None:
+        e.notes["degraded"] = degrade.describe()
     return e

@@ -12,6 +12,7 @@ from .bundle import Bundle
 from .errors import InputError, UAVMError
 from .explain import explain_clip
 from .features import audio_features_many, fbank, to_model_input, video_features
+from .sweep import sweep as degrade_sweep
 from .timeline import timeline as stream_timeline
 from .window import (  # noqa: F401 (the request checks and types, under their old names too)
     SPANS,
@@ -22,6 +23,7 @@ from .window import (  # noqa: F401 (the request checks and types, under their o
     apply_spans,
     check_span,
     check_top_k,
+    check_weight,
     check_window,
     nothing_left,
     span_mask,
@@ -76,6 +78,19 @@ class FeatureExtractor:
             frames, missing["video"] = None, "the video stream has no frames in this window"
         return Decoded(wav, frames, missing).switched(audio, video)
 
+    def decode_sources(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
+                       audio_from=None, video_from=None) -> Decoded:
+        """The window with its audio from ``audio_from`` and its video from ``video_from``
+        (default: ``path``): UAVM's passes are one per modality, so each pass then answers
+        exactly as it does on its own source clip."""
+        a_src, v_src = audio_from or path, video_from or path
+        if str(a_src) == str(v_src):
+            return self.decode(a_src, start, audio, video)
+        da = self.decode(a_src, start, audio, False)
+        dv = self.decode(v_src, start, False, video)
+        missing = {m: why for d, m in ((da, "audio"), (dv, "video")) for k, why in d.missing.items() if k == m}
+        return Decoded(da.wav, dv.frames, missing)
+
     def _extractor(self, m: str):
         e = self.extractors.get(m)
         if e is None:
@@ -94,17 +109,23 @@ class FeatureExtractor:
         return self.features_many([self.prepare(Decoded(None, frames))])[0].video
 
     def features(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
-                 mute=None, blank=None) -> Features:
-        """``mute`` / ``blank``: (from, to) seconds of the clip to silence / turn black."""
+                 mute=None, blank=None, degrade=None, audio_from=None, video_from=None) -> Features:
+        """``mute`` / ``blank``: (from, to) seconds of the clip to silence / turn black;
+        ``degrade``: a ``uavm.degrade.Degrade``; ``audio_from`` / ``video_from``: another
+        clip for that modality (``decode_sources``)."""
         start, mute, blank = check_window(start, mute, blank)
-        return self.features_of(self.decode(path, start, audio, video), start, mute, blank)
+        decoded = self.decode_sources(path, start, audio, video, audio_from, video_from)
+        return self.features_of(decoded, start, mute, blank, degrade)
 
-    def features_of(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None) -> Features:
-        return self.features_many([self.prepare(decoded, start, mute, blank)])[0]
+    def features_of(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None, degrade=None) -> Features:
+        return self.features_many([self.prepare(decoded, start, mute, blank, degrade)])[0]
 
-    def prepare(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None) -> Prepared:
-        """A decoded window with the spans applied, its fbank computed: the CPU work before the
-        backbones, which may run in another thread."""
+    def prepare(self, decoded: Decoded, start: float = 0.0, mute=None, blank=None, degrade=None) -> Prepared:
+        """A decoded window degraded (``uavm.degrade``), then with the spans applied (a muted
+        span is silent, a blanked one black, however degraded), its fbank computed: the CPU
+        work before the backbones, which may run in another thread."""
+        if degrade is not None:
+            decoded = degrade.apply(decoded, self.pre, start)
         wav, frames = apply_spans(decoded.wav, decoded.frames, self.pre, start, mute, blank)
         fb = fbank(torch.as_tensor(wav), self.pre.audio) if wav is not None else None
         return Prepared(fb, frames, dict(decoded.missing))
@@ -143,8 +164,12 @@ class Pipeline(FeatureExtractor):
     # -- features -> prediction -------------------------------------------------------
     @torch.no_grad()
     def predict_features(self, audio: Optional[np.ndarray] = None, video: Optional[np.ndarray] = None,
-                         missing: Optional[dict] = None) -> Prediction:
+                         missing: Optional[dict] = None, audio_weight: float = 0.5) -> Prediction:
+        """``audio_weight`` w: fused = w * z_audio + (1 - w) * z_video (0.5: Algorithm 1's mean,
+        the model's own output); a cross-modal model's fused answer is its joint pass: there
+        is no pair of logit vectors to weigh."""
         cfg = self.bundle.model.cfg
+        w = check_weight(audio_weight)
         inputs, missing = {}, dict(missing or {})
         for m, f in (("audio", audio), ("video", video)):
             if f is None:
@@ -162,7 +187,14 @@ class Pipeline(FeatureExtractor):
         if not inputs:
             raise UAVMError(nothing_left(missing))
         out = self.bundle.model(inputs.get("audio"), inputs.get("video"))
-        logits = {"fused": out.fused[0].float().cpu().numpy()}
+        fused = out.fused[0]
+        if w != 0.5:
+            if out.joint is not None:
+                raise InputError("the audio weight does not apply to a cross-modal model: its fused answer is one "
+                                 "joint pass over both modalities, not the mean of two")
+            if out.audio is not None and out.video is not None:
+                fused = w * out.audio.logits[0].float() + (1 - w) * out.video.logits[0].float()
+        logits = {"fused": fused.float().cpu().numpy()}
         attention = {}
         for m in ("audio", "video"):
             p = getattr(out, m)
@@ -175,11 +207,23 @@ class Pipeline(FeatureExtractor):
         if bad:  # never a NaN in an answer: this clip fails, with the likely reason
             raise UAVMError(f"the model gave non-finite {bad[0]} scores (NaN or infinity) for this input: "
                             f"its weights may be damaged")
-        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, missing)
+        asked = {"audio_weight": w} if w != 0.5 else {}
+        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, missing, asked)
 
     def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
-                mute=None, blank=None) -> Prediction:
-        return self._predict(path, self.features(path, start, audio, video, mute, blank))
+                mute=None, blank=None, degrade=None, audio_from=None, video_from=None,
+                audio_weight: float = 0.5) -> Prediction:
+        f = self.features(path, start, audio, video, mute, blank, degrade, audio_from, video_from)
+        return self._predict(path, f, audio_weight, self._asked(path, degrade, audio_from, video_from))
+
+    @staticmethod
+    def _asked(path, degrade, audio_from, video_from) -> dict:
+        asked = {}
+        if audio_from or video_from:
+            asked["sources"] = {"audio": str(audio_from or path), "video": str(video_from or path)}
+        if degrade is not None:
+            asked["degraded"] = degrade.to_dict()
+        return asked
 
     def timeline(self, path, stride: float = 5.0, window: Optional[float] = None, top_k: int = 3, progress=None,
                  lock=None, **kw):
@@ -189,13 +233,24 @@ class Pipeline(FeatureExtractor):
         return stream_timeline(self, path, stride, window, top_k, progress=progress, lock=lock, **kw)
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
-                audio: bool = True, video: bool = True, mute=None, blank=None, progress=None):
+                audio: bool = True, video: bool = True, mute=None, blank=None, progress=None, degrade=None,
+                audio_from=None, video_from=None):
         """What mattered, when, in which modality: occlusion, contribution, rollout
         (``uavm.explain``) -> an Explanation (``.to_dict()`` is `uavm explain --json`'s object)."""
-        return explain_clip(self, path, start, target, window, stride, audio, video, mute, blank, progress)
+        return explain_clip(self, path, start, target, window, stride, audio, video, mute, blank, progress,
+                            degrade, audio_from, video_from)
+
+    def sweep(self, path, kind: str, levels, start: float = 0.0, audio: bool = True, video: bool = True,
+              mute=None, blank=None, span=None, seed: int = 0, target: Optional[str] = None,
+              audio_weight: float = 0.5):
+        """One degradation (``uavm.degrade.KINDS``) over ``levels`` on one window, batched
+        through the backbones -> a ``uavm.sweep.Sweep`` (the plain window first)."""
+        return degrade_sweep(self, path, kind, levels, start, audio, video, mute, blank, span, seed, target,
+                             audio_weight)
 
     def predict_many(self, paths, start: float = 0.0, audio: bool = True, video: bool = True,
-                     mute=None, blank=None, workers: int = 2, batch: int = 0):
+                     mute=None, blank=None, workers: int = 2, batch: int = 0, degrade=None, audio_from=None,
+                     video_from=None, audio_weight: float = 0.5):
         """Yield (path, Prediction or the exception) in order. Files are decoded ahead (each in
         its own isolated process) and their fbanks computed by ``workers`` threads, while this
         one runs the backbones on ``batch`` clips at a time (default 8 on a GPU, 1 on the CPU)."""
@@ -206,8 +261,11 @@ class Pipeline(FeatureExtractor):
         batch = max(batch or (8 if self.device.type == "cuda" else 1), 1)
         ahead = max(workers, 1) * 2 + batch
 
+        check_weight(audio_weight)
+
         def prepared(path):
-            return self.prepare(self.decode(path, start, audio, video), start, mute, blank)
+            return self.prepare(self.decode_sources(path, start, audio, video, audio_from, video_from), start, mute,
+                                blank, degrade)
 
         with ThreadPoolExecutor(max(workers, 1)) as ex:
             pending = {i: ex.submit(prepared, paths[i]) for i in range(min(ahead, len(paths)))}
@@ -226,13 +284,16 @@ class Pipeline(FeatureExtractor):
                     feats = [e] * len(group)
                 for (i, _), f in zip(group, feats):
                     try:
-                        done[i] = f if isinstance(f, Exception) else self._predict(paths[i], f)
+                        done[i] = f if isinstance(f, Exception) else self._predict(
+                            paths[i], f, audio_weight, self._asked(paths[i], degrade, audio_from, video_from))
                     except UAVMError as e:
                         done[i] = e
                 for i in sorted(done):
                     yield paths[i], done[i]
 
-    def _predict(self, path, f: Features) -> Prediction:
+    def _predict(self, path, f: Features, audio_weight: float = 0.5, asked: Optional[dict] = None) -> Prediction:
         if f.audio is None and f.video is None:
             raise UAVMError(f"{path}: {nothing_left(f.missing)}")
-        return self.predict_features(f.audio, f.video, f.missing)
+        p = self.predict_features(f.audio, f.video, f.missing, audio_weight)
+        p.asked.update(asked or {})
+        return p

@@ -63,6 +63,9 @@ class Prediction:
     logits: dict  # "audio" / "video" / "fused" -> (classes,) np.ndarray or None
     attention: dict  # "audio" / "video" (/ "joint") -> (layers, heads, T, T) np.ndarray
     missing: dict = field(default_factory=dict)
+    # what the request changed, when it did: "sources" (modality -> the clip it came from),
+    # "audio_weight" (not 0.5), "degraded" (uavm.degrade.Degrade.to_dict())
+    asked: dict = field(default_factory=dict)
 
     def scores(self, which: str) -> Optional[np.ndarray]:
         z = self.logits.get(which)
@@ -89,11 +92,12 @@ class Prediction:
             d["attention"] = {m: a.tolist() for m, a in self.attention.items()}
         if self.missing:
             d["missing"] = dict(self.missing)
+        d.update(self.asked)
         return d
 
 
 # -- what a request may ask: one set of checks for the CLI, the app and its API ------------
-SPANS = {"mute": "the muted span", "blank": "the blanked span"}
+SPANS = {"mute": "the muted span", "blank": "the blanked span", "degrade": "the degraded span"}
 
 
 def check_span(which: str, span):
@@ -118,6 +122,12 @@ def check_window(start=0.0, mute=None, blank=None):
 def nothing_left(missing: dict) -> str:
     """The message when neither modality is left, with the reasons."""
     return "nothing left to predict from (" + "; ".join(f"{m}: {why}" for m, why in missing.items()) + ")"
+
+
+def check_weight(w) -> float:
+    """The audio pass's weight in the fused answer: 0 (the video pass) .. 1 (the audio pass);
+    0.5 is Algorithm 1's mean."""
+    return number("audio weight", 0.5 if w is None else w, lo=0, hi=1)
 
 
 def check_top_k(k, classes: int) -> int:

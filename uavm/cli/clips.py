@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UAVMError
-from .options import DEVICE, PRECISION, add_bundle_options, bundle_of
+from .options import DEVICE, PRECISION, add_bundle_options, add_degrade_options, bundle_of
 
 MEDIA_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".wav", ".mp3", ".flac", ".ogg",
              ".m4a", ".aac", ".opus"}
@@ -26,6 +26,9 @@ def add(sub) -> None:
     s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start")
     s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span (clip seconds)")
     s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span")
+    add_degrade_options(s)
+    s.add_argument("--audio-weight", type=float, default=0.5, metavar="W", help="fused = W * audio + (1 - W) * video "
+                   "logits (0.5: Algorithm 1's mean; not for a cross-modal model)")
     s.add_argument("--top-k", type=int, default=5, metavar="K", help="classes listed per prediction")
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--attention", action="store_true", help="with --json: every layer's and head's attention maps "
@@ -37,6 +40,25 @@ def add(sub) -> None:
     s.add_argument("--compile", action="store_true", help="torch.compile the backbones: a compile per input shape "
                    "first (~30 s on a CPU), then paper-size passes ~1.4x faster (for folders, not one clip)")
     s.set_defaults(fn=predict)
+
+    s = sub.add_parser("sweep", help="one degradation over levels on one window: each pass's score and top-1 "
+                       "per level, and where each pass breaks")
+    s.add_argument("clip", metavar="CLIP", help="a media file")
+    add_bundle_options(s)
+    for kind, what in (("audio-snr", "DB"), ("video-blur", "SIGMA"), ("video-size", "PX"), ("video-fps", "F")):
+        s.add_argument(f"--{kind}", metavar=f"{what},{what},...", help=f"the levels of --{kind} (as `uavm predict "
+                       f"--{kind}`), in this order; give one of the four")
+    s.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="analysis window start")
+    s.add_argument("--target", metavar="LABEL", help="the class whose scores are followed (default: the plain "
+                   "window's fused top-1)")
+    s.add_argument("--degrade-span", type=float, nargs=2, metavar=("FROM", "TO"),
+                   help="degrade only this span (clip seconds; default: the whole window)")
+    s.add_argument("--seed", type=int, default=0, help="the noise's seed")
+    s.add_argument("--json", action="store_true", help="one JSON object")
+    s.add_argument("--csv", action="store_true", help="CSV: one row per level")
+    s.add_argument("--device", **DEVICE)
+    s.add_argument("--precision", **PRECISION)
+    s.set_defaults(fn=sweep)
 
     s = sub.add_parser("features", help="write OUT/<stem>.audio.npy and OUT/<stem>.video.npy")
     s.add_argument("clips", nargs="*", metavar="CLIP", help="media files")
@@ -91,19 +113,34 @@ def _print_human(name: str, pred, k: int) -> None:
             print(f"  {m:5s}  -  ({printable(why)})")
         else:
             print(f"  {m:5s}  " + " | ".join(f"{printable(t['label'])} {t['score']:.3f}" for t in top))
+    asked = pred.asked
+    if "sources" in asked:
+        print("  (audio from " + printable(asked["sources"]["audio"]) + ", video from "
+              + printable(asked["sources"]["video"]) + ")")
+    if "audio_weight" in asked:
+        print(f"  (fused = {asked['audio_weight']:g} audio + {1 - asked['audio_weight']:g} video)")
+    if "degraded" in asked:
+        from ..degrade import Degrade
+
+        d = dict(asked["degraded"])
+        print(f"  (degraded: {Degrade(**{**d, 'span': tuple(d['span']) if 'span' in d else None}).describe()})")
 
 
 def predict(a) -> int:
     from ..bundle import load_bundle
     from ..files import progress
-    from ..inference import Pipeline, check_top_k, check_window
-    from .options import clip_failed, err
+    from ..inference import Pipeline, check_top_k, check_weight, check_window
+    from .options import clip_failed, degrade_of, err
 
     if not a.clips and a.audio_features is None and a.video_features is None:
         err("give clips, or --audio-features / --video-features")
         return 1
     # the same checks, and the same messages, as the app's API
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
+    degrade, a.audio_weight = degrade_of(a), check_weight(a.audio_weight)
+    for src in (a.audio_from, a.video_from):
+        if src and not Path(src).is_file():
+            raise UAVMError(f"{src}: no such file")
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision, compile=a.compile)
     check_top_k(a.top_k, len(pipe.bundle.labels))
     clips, problems = expand_clips(a.clips)
@@ -115,10 +152,11 @@ def predict(a) -> int:
         vf = _load_npy(a.video_features, "video") if a.video_features and not a.no_video else None
         if af is None and vf is None:
             raise UAVMError("nothing left to predict from: both modalities are off")
-        return pipe.predict_features(af, vf)
+        return pipe.predict_features(af, vf, audio_weight=a.audio_weight)
 
     results = pipe.predict_many(clips, a.start, not a.no_audio, not a.no_video, a.mute_audio, a.blank_video,
-                                batch=a.batch)
+                                batch=a.batch, degrade=degrade, audio_from=a.audio_from, video_from=a.video_from,
+                                audio_weight=a.audio_weight)
     if a.audio_features or a.video_features:
         results = [*results, (str(a.audio_features or a.video_features), None)]
     show = progress(len(clips), "predict", enabled=len(clips) > 1 and sys.stderr.isatty(), unit=" clips")
@@ -140,6 +178,44 @@ def predict(a) -> int:
         else:
             _print_human(str(name), pred, a.top_k)
     return 1 if failed or problems else 0
+
+
+def sweep(a) -> int:
+    import csv
+
+    from ..bundle import load_bundle
+    from ..degrade import KINDS
+    from ..errors import printable
+    from ..inference import Pipeline
+    from ..sweep import check_levels
+
+    given = [k for k in KINDS if getattr(a, k) is not None]
+    if len(given) != 1:
+        raise UAVMError("give one of --audio-snr, --video-blur, --video-size, --video-fps, with its levels "
+                        "(for example --audio-snr 30,20,10,0,-10)")
+    kind = given[0]
+    try:
+        levels = [float(x) for x in getattr(a, kind).split(",") if x.strip()]
+    except ValueError:
+        raise UAVMError(f"--{kind.replace('_', '-')} takes numbers separated by commas, "
+                        f"got {getattr(a, kind)!r}") from None
+    check_levels(kind, levels)
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device, a.precision)
+    sw = pipe.sweep(a.clip, kind, levels, a.start, span=a.degrade_span, seed=a.seed, target=a.target)
+    if a.json:
+        print(json.dumps(sw.to_dict(), allow_nan=False))
+    elif a.csv:
+        rows = sw.csv_rows()
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    else:
+        print(f"{printable(sw.clip)}: {kind.replace('_', ' ')} ({sw.unit}), the scores of {printable(sw.target)}")
+        for r in sw.rows:
+            cells = [f"{m} {r[m]['score']:.3f} ({printable(r[m]['top1'])})" for m in ("audio", "video", "fused") if r[m]]
+            print(f"  {'plain' if r['level'] is None else format(r['level'], 'g'):>6s}  " + " | ".join(cells))
+        print("  breaks: " + ", ".join(f"{m} {'never' if v is None else format(v, 'g')}" for m, v in sw.breaks.items()))
+    return 0
 
 
 def features(a) -> int:

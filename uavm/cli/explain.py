@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from .clips import expand_clips
-from .options import DEVICE, add_bundle_options, bundle_of
+from .options import DEVICE, add_bundle_options, add_degrade_options, bundle_of
 
 BARS = " ▁▂▃▄▅▆▇█"
 
@@ -25,6 +26,7 @@ def add(sub) -> None:
     s.add_argument("--no-video", action="store_true", help="treat the video as missing")
     s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span first")
     s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span first")
+    add_degrade_options(s)
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--device", **DEVICE)
     s.set_defaults(fn=explain)
@@ -87,10 +89,14 @@ def explain(a) -> int:
     from ..explain import check_occlusion, check_target, label_index
     from ..files import progress
     from ..inference import Pipeline, check_window
-    from .options import clip_failed
+    from .options import clip_failed, degrade_of
 
     # every parameter checked before any clip is decoded
     a.start, a.mute_audio, a.blank_video = check_window(a.start, a.mute_audio, a.blank_video)
+    degrade = degrade_of(a)
+    for src in (a.audio_from, a.video_from):
+        if src and not Path(src).is_file():
+            raise UAVMError(f"{src}: no such file")
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
     check_occlusion(a.window, a.stride, pipe.pre.clip_seconds)
     label_index(check_target(a.target), pipe.bundle.labels)
@@ -102,7 +108,8 @@ def explain(a) -> int:
     for i, clip in enumerate(clips):
         try:
             d = pipe.explain(clip, a.start, a.target, a.window, a.stride, not a.no_audio, not a.no_video,
-                             a.mute_audio, a.blank_video).to_dict()
+                             a.mute_audio, a.blank_video, degrade=degrade, audio_from=a.audio_from,
+                             video_from=a.video_from).to_dict()
         except UAVMError as e:  # this clip's problem: reported, and the others go on
             failed += 1
             clip_failed(clip, e, a.json)

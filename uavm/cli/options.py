@@ -57,6 +57,31 @@ def bundle_of(args):
     return resolve(getattr(args, "model", None), getattr(args, "bundle", None), getattr(args, "mirror", None))
 
 
+def add_degrade_options(parser: argparse.ArgumentParser, levels: bool = True) -> None:
+    """What a request may change of a clip's media: the sources, degradations, the weight."""
+    parser.add_argument("--audio-from", metavar="CLIP", help="take the audio from this clip instead (each pass then "
+                        "answers exactly as on its own source)")
+    parser.add_argument("--video-from", metavar="CLIP", help="take the video from this clip instead")
+    if levels:
+        parser.add_argument("--audio-snr", type=float, metavar="DB", help="white noise over the sound at this "
+                            "signal-to-noise ratio (dB)")
+        parser.add_argument("--video-blur", type=float, metavar="SIGMA", help="Gaussian blur, sigma in pixels of the "
+                            "model's frames")
+        parser.add_argument("--video-size", type=int, metavar="PX", help="the picture's shorter side down to PX and "
+                            "back")
+        parser.add_argument("--video-fps", type=float, metavar="F", help="frames held as a stream at F fps would")
+    parser.add_argument("--degrade-span", type=float, nargs=2, metavar=("FROM", "TO"),
+                        help="degrade only this span (clip seconds; default: the whole window)")
+    parser.add_argument("--seed", type=int, default=0, help="the noise's seed")
+
+
+def degrade_of(args):
+    """The options' ``uavm.degrade.Degrade`` (None when nothing is degraded), checked."""
+    from ..degrade import KINDS, Degrade
+
+    return Degrade.checked(span=args.degrade_span, seed=args.seed, **{k: getattr(args, k, None) for k in KINDS})
+
+
 def err(msg: str) -> None:
     """One line on stderr; control characters of file or label names shown as escapes."""
     from ..errors import printable
