@@ -22,18 +22,26 @@ def functions(server: Server) -> dict:
                 mute_from: float | None = None, mute_to: float | None = None,
                 blank_from: float | None = None, blank_to: float | None = None,
                 model: str = first, top_k: int = 5, include_attention: bool = False,
-                request: gr.Request = None) -> dict:
+                audio_from: gr.FileData | None = None, audio_snr: float | None = None,
+                video_blur: float | None = None, video_size: float | None = None, video_fps: float | None = None,
+                audio_weight: float = 0.5, request: gr.Request = None) -> dict:
         """The answer of `uavm predict --json` for this clip and these settings (the attention
-        maps, about 0.9 MB, only with include_attention=True)."""
+        maps, about 0.9 MB, only with include_attention=True): the audio from another clip,
+        the degradations and the audio weight as `uavm predict`'s options (docs/missing.md)."""
         server.sessions.used(request)
         flag("include_attention", include_attention)
         spans = [None if a is None and b is None else (a, b) for a, b in ((mute_from, mute_to), (blank_from, blank_to))]
-        q = server.query(media, start, audio_on, video_on, *spans, model, top_k, api=True)
+        degrade = {"audio_snr": audio_snr, "video_blur": video_blur, "video_size": video_size, "video_fps": video_fps}
+        q = server.query(media, start, audio_on, video_on, *spans, model, top_k, api=True, audio_from=audio_from,
+                         degrade=degrade, audio_weight=audio_weight)
         with server.serving(request):  # this client's lanes; its work stops if it leaves
             an, _ = server.analyze(q)
         if an.prediction is None:  # nothing left, or a model that needs both: the library's own words
             raise InputError(an.error)
-        return {"start": an.start, **an.prediction.to_dict(q.top_k, attention=include_attention)}
+        out = {"start": an.start, **an.prediction.to_dict(q.top_k, attention=include_attention)}
+        if q.audio_from:  # the clients' own names, never the server's paths
+            out["sources"] = {"audio": _name(audio_from, q.audio_from), "video": _name(media, q.path)}
+        return out
 
     @guarded
     def timeline(media: gr.FileData, stride: float = STRIDE, window: float | None = None,
@@ -52,8 +60,12 @@ def functions(server: Server) -> dict:
             raise
         except UAVMError as e:
             raise InputError(public_message(e, path)) from None
-        return {**tl.to_dict(), "clip": Path(str(getattr(media, "orig_name", "") or
-                                                 (media.get("orig_name") if isinstance(media, dict) else "") or
-                                                 path)).name}
+        return {**tl.to_dict(), "clip": _name(media, path)}
 
     return {"predict": predict, "timeline": timeline}
+
+
+def _name(media, path) -> str:
+    """A file's name as its client gave it (else the upload's own)."""
+    return Path(str(getattr(media, "orig_name", "") or (media.get("orig_name") if isinstance(media, dict) else "")
+                    or path)).name

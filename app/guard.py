@@ -207,12 +207,19 @@ class Guard:
             if len(body) > lim.event_bytes:
                 st.refusals.note(client, "an event request too large")
                 return await _send_text(send, 413, f"an event's request may be at most {lim.event_bytes // 1024} KiB")
-        session = None
+        session, data = None, None
         try:
             data = json.loads(body or b"{}")
             session = data.get("session_hash") if isinstance(data, dict) else None
         except ValueError:
             pass
+        want = self._inputs(path, data) if isinstance(data, dict) else None
+        values = data.get("data") if isinstance(data, dict) else None
+        if want is not None and isinstance(values, list) and len(values) != want:
+            # Gradio would answer with, and log, a traceback holding every value sent
+            st.refusals.note(client, "an event with the wrong number of values")
+            return await _send_text(send, 422, f"this request takes {want} values, got {len(values)} "
+                                               "(gradio_client fills in the defaults)")
         waiting = self._waiting()
         if isinstance(session, str) and waiting.get(("session", session), 0) >= lim.session_events:
             st.refusals.note(client, "too many events queued by one session")
@@ -231,6 +238,20 @@ class Guard:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
         return await self.app(scope, replay, send)
+
+    def _inputs(self, path: str, data: dict):
+        """How many values the event this request asks for takes (None: not known here)."""
+        fns = getattr(self.state.blocks, "fns", None)
+        if not isinstance(fns, dict):
+            return None
+        if "/gradio_api/call/" in path:
+            name = path.rsplit("/gradio_api/call/", 1)[1].strip("/")
+            fn = next((f for f in fns.values() if getattr(f, "api_name", None) == name), None)
+        else:
+            index = data.get("fn_index")
+            fn = fns.get(index) if isinstance(index, int) and not isinstance(index, bool) else None
+        inputs = getattr(fn, "inputs", None)
+        return len(inputs) if isinstance(inputs, list) else None
 
     def _waiting(self) -> dict:
         """("session", hash) and ("client", address) -> events queued or running."""

@@ -111,10 +111,31 @@ def _inputs(P: Page, examples: list, device: str, names: list) -> None:
             P(f"{which}_on", gr.Checkbox(False, label=label, elem_id=f"{which}-on", min_width=90))
             P(f"{which}_from", gr.Number(2.0, label="from (s)", elem_id=f"{which}-from", min_width=60))
             P(f"{which}_to", gr.Number(5.0, label="to (s)", elem_id=f"{which}-to", min_width=60))
+    with gr.Accordion("Swap, degrade, weigh", open=False, elem_id="variant"):
+        gr.Markdown("The sound of another clip with this picture; noise, blur, low resolution or a held frame "
+                    "rate (an empty box is none); how much the audio pass weighs in the fused answer.")
+        P("audio_from", gr.File(label="Audio from another clip", type="filepath", elem_id="audio-from",
+                                file_types=["audio", "video"], height=90))
+        with gr.Row():
+            # text boxes: Gradio's number box sends 0 for an empty one once it is drawn (0 dB is a
+            # level); empty is none here, and the page reads the text at its one boundary
+            P("audio_snr", _level("Noise: SNR (dB)", "audio-snr"))
+            P("video_blur", _level("Blur: sigma (px)", "video-blur"))
+        with gr.Row():
+            P("video_size", _level("Resolution (px)", "video-size"))
+            P("video_fps", _level("Frame rate (fps)", "video-fps"))
+        P("audio_weight", gr.Slider(0, 1, value=0.5, step=0.05, label="Audio weight in the fused answer "
+                                    "(0.5: the paper's mean)", elem_id="audio-weight"))
     with gr.Row():
         P("model", gr.Dropdown(names, value=names[0], label="Model", elem_id="model"))
         P("top_k", gr.Slider(1, 10, value=5, step=1, label="Top k", elem_id="top-k"))
     gr.Markdown(f"Device: **{_device_name(device)}**")
+
+
+def _level(label: str, elem_id: str):
+    """A degradation's level: a number, or empty for none (Enter commits it, as in a number box)."""
+    return gr.Textbox("", label=label, placeholder="none", elem_id=elem_id, elem_classes=["uavm-level"],
+                      max_lines=1, min_width=80)
 
 
 def _results(P: Page, bundle) -> dict:
@@ -219,9 +240,11 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     # One event per control, not one gr.on for all: two controls changed a moment apart then
     # send at once, and the server answers the newest (one shared event would hold the second
     # until the first is answered). Switches answer in tens of milliseconds: no loading overlay.
-    for trigger in [P[n].change for n in ("audio_on", "video_on", "mute_on", "blank_on", "top_k")] + [P["layer"].release]:
+    for trigger in [P[n].change for n in ("audio_on", "video_on", "mute_on", "blank_on", "top_k", "audio_from")] + \
+            [P["layer"].release, P["audio_weight"].release]:
         trigger(trigger_mode="always_last", show_progress="hidden", **analysis)
-    for trigger in [P["start"].release] + [P[n].blur for n in ("mute_from", "mute_to", "blank_from", "blank_to")]:
+    for trigger in [P["start"].release] + [P[n].blur for n in ("mute_from", "mute_to", "blank_from", "blank_to",
+                                                               "audio_snr", "video_blur", "video_size", "video_fps")]:
         trigger(trigger_mode="always_last", **analysis)
     P["model"].change(**call(page.model_switched, ("target", "layer", "notice"))).then(**analysis).then(**strip)
     for which in ("full", "diff"):

@@ -7,7 +7,7 @@
   // Enter in a number box commits it, as leaving the box does (Gradio's release on blur)
   document.addEventListener('keydown', (e) => {
     const t = e.target;
-    if (e.key === 'Enter' && t && t.matches && t.matches('input[type=number]')) { t.blur(); }
+    if (e.key === 'Enter' && t && t.matches && t.matches('input[type=number], .uavm-level input')) { t.blur(); }
   }, true);
   // a slider moved with the keyboard commits like one moved with the mouse (Gradio's
   // slider commits on pointerup, which the keys never send)

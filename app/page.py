@@ -18,7 +18,7 @@ import gradio as gr
 import numpy as np
 
 from uavm import figures
-from uavm.errors import InputError, UAVMError, number, one_line
+from uavm.errors import InputError, UAVMError, number, one_line, shorten
 
 from .serving import Server, failure, public_message
 from .sessions import InOrder, session_of
@@ -43,6 +43,12 @@ class Settings:
     blank_on: bool = False
     blank_from: Optional[float] = 2.0
     blank_to: Optional[float] = 5.0
+    audio_from: Optional[str] = None  # another upload whose audio goes with this clip's video
+    audio_snr: str = ""  # the degradations' levels as typed (uavm.degrade): empty is none
+    video_blur: str = ""
+    video_size: str = ""
+    video_fps: str = ""
+    audio_weight: float = 0.5
     model: Optional[str] = None
     top_k: int = 5
     layer: Optional[int] = None
@@ -81,12 +87,23 @@ class Settings:
         if not s.media:
             raise InputError("upload or record a clip first (or pick an example)")
         k = number("top k", s.top_k, integer=True)
+        degrade = {k: level(k, getattr(s, k)) for k in ("audio_snr", "video_blur", "video_size", "video_fps")}
         return server.query(s.media, s.start, s.audio_on, s.video_on, s.span("mute"), s.span("blank"),
-                            s.model, k)
+                            s.model, k, audio_from=s.audio_from or None, degrade=degrade, audio_weight=s.audio_weight)
 
     @property
     def number(self) -> Optional[int]:
         return InOrder.stamp(self.stamp)
+
+
+def level(name: str, text) -> Optional[float]:
+    """A degradation's box: empty is none, else a number (its range is uavm.degrade's)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        return float(str(text).strip()[:40])
+    except ValueError:
+        raise InputError(f"{name.replace('_', ' ')} must be a number or empty, got {shorten(str(text))}") from None
 
 
 def boundary(cleared):
@@ -149,11 +166,14 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
         return {**cleared_answers(), "status": f"⚠️ {an.error}"}
     cfg = ex.pipe.bundle.model.cfg
     out = {}
+    source = {"audio": Path(q.audio_from).name if q.audio_from else None}
     for m, title in TITLES:
         top = pred.top(m, q.top_k)
         why = an.missing.get(m) if m != "fused" else None
         if top is None and why is None and m != "fused":
             why = "no single-modality answer: the cross-modal model answers with both together"
+        if why is None and source.get(m):
+            why = f"the sound of {source[m]}"
         out[f"label_{m}"] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
                                      label=title + (f" — {why}" if why else ""))
     layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
@@ -169,8 +189,21 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
                      f"server time {server_ms:.0f} ms (features and model {an.timings_ms.get('total', 0):.0f} ms, "
                      f"figures {server_ms - an.timings_ms.get('total', 0):.0f} ms)"
                      + (" · decoded and extracted" if not an.reused else
-                        f" · reused: {', '.join(an.reused)}" if mine else ""))
+                        f" · reused: {', '.join(an.reused)}" if mine else "") + variant_note(q, pred))
     return out
+
+
+def variant_note(q, pred) -> str:
+    """What this answer's media and fusion were, when not the clip's own (the status line)."""
+    parts = []
+    if q.audio_from:
+        parts.append(f"the audio from {Path(q.audio_from).name}, the video from {Path(q.path).name}")
+    if q.degrade is not None:
+        parts.append(f"degraded: {q.degrade.describe()}")
+    if "audio_weight" in pred.asked:
+        w = pred.asked["audio_weight"]
+        parts.append(f"fused = {w:g} × audio + {1 - w:g} × video")
+    return "".join(f" · {p}" for p in parts)
 
 
 def explore(server: Server, s: Settings, request=None, progress=None) -> dict:
@@ -217,7 +250,7 @@ def explanation(server: Server, s: Settings, progress=None) -> dict:
         return cleared_explanation()
     try:
         e = ex.explain(q.path, q.start, s.target or "fused", audio=q.audio, video=q.video, mute=q.mute,
-                       blank=q.blank, digest=server.models.digest(q.path),
+                       blank=q.blank, digest=server.models.digest(q.path), **q.variant(server),
                        progress=(lambda f, msg: progress(f, desc=msg)) if progress else None)
     except Exception as err:
         msg = failure(err, "the explanation", q.path)

@@ -20,9 +20,10 @@ import gradio as gr
 
 from uavm import load_bundle, work
 from uavm.cache import Budget, Store
+from uavm.degrade import Degrade
 from uavm.errors import InputError, UAVMError, flag, one_line, shorten
 from uavm.explore import Explorer, Shared, file_digest
-from uavm.inference import Pipeline, check_top_k, check_window
+from uavm.inference import Pipeline, check_top_k, check_weight, check_window
 from uavm.media import Limits, probe_isolated
 from uavm.settings import settings
 
@@ -108,14 +109,15 @@ def guarded(fn):
     return inner
 
 
-def public_message(e: BaseException, path: str | None = None) -> str:
-    """One line for a client: the server's paths replaced by the file's own name, and no
+def public_message(e: BaseException, path: str | None = None, *more: str | None) -> str:
+    """One line for a client: the server's paths replaced by the files' own names, and no
     memory address of the server's objects."""
     import re
 
     msg = one_line(e)
-    if path:
-        msg = msg.replace(path, Path(path).name)
+    for p in (path, *more):
+        if p:
+            msg = msg.replace(p, Path(p).name)
     return re.sub(r"0x[0-9a-fA-F]{6,}", "0x…", msg)
 
 
@@ -188,6 +190,18 @@ class Query:
     blank: Optional[tuple]
     model: str
     top_k: int
+    audio_from: Optional[str] = None  # the audio from this upload instead (uavm.explore.Explorer.window)
+    degrade: Optional[object] = None  # a uavm.degrade.Degrade
+    audio_weight: float = 0.5
+
+    def variant(self, server) -> dict:
+        """The keyword arguments of a swap, a degradation, a weight (for Explorer.run/explain)."""
+        kw = {}
+        if self.audio_from:
+            kw.update(audio_from=self.audio_from, audio_digest=server.models.digest(self.audio_from))
+        if self.degrade is not None:
+            kw["degrade"] = self.degrade
+        return kw
 
 
 class Server:
@@ -222,25 +236,30 @@ class Server:
         self.max_windows = s.app_max_windows
 
     def query(self, media, start=0.0, audio=True, video=True, mute=None, blank=None, model=None, top_k=5,
-              api=False) -> Query:
-        """A client's values -> a Query (InputError, one line, for anything wrong)."""
+              api=False, audio_from=None, degrade: Optional[dict] = None, audio_weight=0.5) -> Query:
+        """A client's values -> a Query (InputError, one line, for anything wrong).
+        ``degrade``: the client's degradation values by name (``uavm.degrade.Degrade.checked``)."""
         audio, video = flag("audio_on", audio), flag("video_on", video)
         start, mute, blank = check_window(start, mute, blank)
         ex = self.models.get(self.names[0] if model is None else model)
         top_k = check_top_k(top_k, len(ex.pipe.bundle.labels))
-        path = self.uploads.from_api(media) if api else self.uploads.check(media)
-        return Query(path, start, audio, video, mute, blank, model or self.names[0], top_k)
+        deg = Degrade.checked(**(degrade or {}))
+        w = check_weight(audio_weight)  # (a cross-modal model refuses a weight itself, saying why)
+        take = self.uploads.from_api if api else self.uploads.check
+        path = take(media)
+        other = take(audio_from) if audio_from else None
+        return Query(path, start, audio, video, mute, blank, model or self.names[0], top_k, other, deg, w)
 
     def analyze(self, q: Query, progress=None):
         """-> (Analysis, Explorer) of the query; the server's paths never in a message."""
         try:
             ex = self.models.get(q.model)
             an = ex.run(q.path, q.start, q.audio, q.video, q.mute, q.blank, digest=self.models.digest(q.path),
-                        progress=progress)
+                        progress=progress, audio_weight=q.audio_weight, **q.variant(self))
         except work.Cancelled:
             raise
         except UAVMError as e:
-            raise InputError(public_message(e, q.path)) from None
+            raise InputError(public_message(e, q.path, q.audio_from)) from None
         return an, ex
 
     def example_of(self, path):

@@ -1,5 +1,6 @@
 """Clients as a raw HTTP caller (or an attacker) speaks to the app: no gradio_client, no page."""
 import json
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -11,7 +12,10 @@ def call(url, data, timeout=120, api="predict", headers=None):
     base = url + "gradio_api"
     req = urllib.request.Request(base + f"/call/{api}", data=json.dumps({"data": data}).encode(),
                                  headers={"Content-Type": "application/json", **(headers or {})})
-    event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    try:
+        event = json.loads(urllib.request.urlopen(req, timeout=30).read())["event_id"]
+    except urllib.error.HTTPError as e:  # refused at the door (the guard): its one line
+        return "error", e.read().decode("utf-8", "replace")
     text = urllib.request.urlopen(f"{base}/call/{api}/{event}", timeout=timeout).read().decode()
     kind, payload = "none", None
     for block in text.split("\n\n"):  # the stream's last answer (a long call sends heartbeats first)

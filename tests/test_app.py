@@ -570,3 +570,36 @@ def test_a_short_clips_padding_is_labelled_and_the_report_holds_the_explanation(
     assert "<h1>four.mp4</h1>" in report and "Explanation: what mattered" in report and "Explaining" in report
     page.screenshot(path=str(tmp_path / "short-clip.png"), full_page=True)
     page.close()
+
+
+@needs_chromium
+def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, browser, tmp_path):
+    """Swap, degrade, weigh on the page: each says itself in the status line and changes the
+    answers the way the library's known answers say it must."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text="dog howling").click()
+    labels_have_scores(page, "audio")
+    settled(page)
+    assert top1(page, "audio") == "dog howling"
+    page.locator("#variant").get_by_text("Swap, degrade, weigh").click()
+    piano = next(p for p in EXAMPLES if p.stem == "playing_piano")
+    page.locator("#audio-from input[type=file]").set_input_files(str(piano))
+    status_has(page, "the audio from playing_piano.mp4, the video from dog_howling.mp4")
+    settled(page)
+    assert top1(page, "audio") == "playing piano" and top1(page, "video") == "dog howling"
+    assert "the sound of playing_piano.mp4" in page.locator("#label-audio").inner_text()
+    box = page.locator("#audio-snr input")
+    box.fill("-30")
+    box.press("Enter")  # commits it, as in a number box (page.js)
+    status_has(page, "degraded: audio at -30 dB SNR")
+    settled(page)
+    assert top1(page, "video") == "dog howling"  # the noise is over the sound only
+    slider = page.locator("#audio-weight input[type=range]")
+    slider.focus()
+    slider.press("ArrowLeft")  # 0.45: the keys commit it (page.js)
+    status_has(page, "fused = 0.45 × audio + 0.55 × video")
+    settled(page)
+    assert error_badges(page) == 0
+    page.screenshot(path=str(tmp_path / "variant.png"), full_page=True)

@@ -159,3 +159,19 @@ def test_a_held_frame_rate_sweep_reuses_the_frames_features_and_is_that_predict(
         for m in ("audio", "video", "fused"):
             np.testing.assert_allclose(logits(p, m), logits(want, m), atol=1e-4)
     assert any(not np.array_equal(logits(p, "video"), logits(sw.predictions[0], "video")) for p in sw.predictions[1:])
+
+
+def test_the_explorer_answers_as_the_pipeline_for_a_swapped_degraded_weighed_window(pipe):
+    from uavm.explore import Explorer
+
+    ex = Explorer(pipe)
+    for kw in ({"audio_from": PIANO}, {"degrade": Degrade.checked(audio_snr=0, video_blur=3, span=(2, 7))},
+               {"audio_weight": 0.8}, {"audio_from": PIANO, "degrade": Degrade.checked(video_size=16)}):
+        an = ex.run(DOG, **kw)
+        want = pipe.predict(DOG, **kw)
+        for m in ("audio", "video", "fused"):
+            np.testing.assert_allclose(logits(an.prediction, m), logits(want, m), atol=1e-4, err_msg=str(kw))
+        again = ex.run(DOG, **kw)  # from the caches
+        np.testing.assert_array_equal(logits(again.prediction, "fused"), logits(an.prediction, "fused"))
+    plain = ex.run(DOG)  # a variant never leaks into the plain window's caches
+    np.testing.assert_allclose(logits(plain.prediction, "fused"), logits(pipe.predict(DOG), "fused"), atol=1e-4)

@@ -16,7 +16,9 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
 pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo model is not in weights/: run `uavm build-demo`"), pytest.mark.slow]
-DEFAULTS = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]  # /predict after media
+# /predict after media: the window and model, then the swap, the degradations, the weight
+BASE = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]
+DEFAULTS = BASE + [None, None, None, None, None, 0.5]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ MATRIX = [
     ({"start": -1.0}, ["--start", "-1"]),
 ]
 NAMES = ["start", "audio_on", "video_on", "mute_from", "mute_to", "blank_from", "blank_to", "model", "top_k",
-         "include_attention"]
+         "include_attention", "audio_from", "audio_snr", "video_blur", "video_size", "video_fps", "audio_weight"]
 
 
 @pytest.mark.parametrize("api,cli", MATRIX, ids=[" ".join(c) for _, c in MATRIX])
@@ -181,3 +183,32 @@ def test_serving_beyond_this_machine_without_a_login_warns(tmp_path):
         assert "without a login" in app.log.read_text() and "--auth" in app.log.read_text()
     finally:
         app.stop()
+
+
+def test_the_api_swaps_degrades_and_weighs_as_the_library_does_and_names_no_server_path(server):
+    from uavm.assets import demo_bundles
+    from uavm.bundle import load_bundle
+    from uavm.degrade import Degrade
+    from uavm.inference import Pipeline
+
+    dog, piano = (next(p for p in EXAMPLES if p.stem == n) for n in ("dog_howling", "playing_piano"))
+    mine, other = upload(server.url, dog), upload(server.url, piano)
+    kind, v = call(server.url, [mine] + BASE + [other, 0, 2, None, None, 0.25])
+    assert kind == "complete", v
+    assert v["sources"] == {"audio": "playing_piano.mp4", "video": "dog_howling.mp4"}
+    assert v["audio_weight"] == 0.25 and v["degraded"] == {"audio_snr": 0, "video_blur": 2, "seed": 0}
+    want = Pipeline(load_bundle(demo_bundles()["demo-uavm"]), "cpu").predict(
+        dog, audio_from=piano, degrade=Degrade.checked(audio_snr=0, video_blur=2), audio_weight=0.25)
+    for m in ("audio", "video", "fused"):
+        np.testing.assert_allclose(v[m]["logits"], want.logits[m], atol=1e-4)
+    bad = {"a plain path as the other clip": ([str(piano), None, None, None, None, 0.5], "upload"),
+           "NaN noise": ([None, float("nan"), None, None, None, 0.5], "audio snr"),
+           "a weight above 1": ([None, None, None, None, None, 2], "audio weight"),
+           "a resolution of 0": ([None, None, None, 0, None, 0.5], "video size")}
+    for what, (extra, says) in bad.items():
+        kind, msg = call(server.url, [mine] + BASE + extra)
+        assert kind == "error" and says in msg and "\n" not in msg and "/tmp/" not in msg, (what, msg)
+    cross = BASE[:7] + ["demo-cross-modal"] + BASE[8:] + [None, None, None, None, None, 0.3]
+    kind, msg = call(server.url, [mine] + cross)
+    assert kind == "error" and "cross-modal" in msg, msg
+    assert served(server.url)

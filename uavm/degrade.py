@@ -72,6 +72,15 @@ class Degrade:
     def to_dict(self) -> dict:
         return {**self.levels(), **({"span": list(self.span)} if self.span else {}), "seed": self.seed}
 
+    def part(self, modality: str, start: float, seconds: float) -> Optional[tuple]:
+        """What this degradation does to one modality of the window at ``start`` (a cache key:
+        its levels, its span in the window, the seed), or None when it leaves it alone."""
+        levels = tuple((k, v) for k, v in self.levels().items() if k.startswith(modality))
+        span = window_span(self.span, start, seconds) if self.span else (0.0, seconds)
+        if not levels or span is None:
+            return None
+        return levels + (span, self.seed if modality == "audio" else 0)
+
     def apply(self, d: Decoded, pre, start: float) -> Decoded:
         """The window as a degraded file would give it (``pre``: the model's preprocessing)."""
         span = window_span(self.span, start, pre.clip_seconds) if self.span else (0.0, math.inf)

@@ -173,11 +173,12 @@ class Explorer:
         fps = self.pipe.pre.video.fps
         return clip if clip is not None and abs(start * fps - round(start * fps)) < 1e-6 else None
 
-    def decode(self, path, start: float, digest: str, say=lambda f, msg: None):
+    def decode(self, path, start: float, digest: str, say=lambda f, msg: None, raw: bool = False):
         """The decoded window (every stream the file has), from the cache or decoded once,
         outside the network locks; -> (Window, reused?). A clip whose timeline was built gives
-        its window without a decode (its frames are display thumbnails: never for a network)."""
-        clip = self._clip(digest, start)
+        its window without a decode (its frames are display thumbnails: never for a network),
+        unless ``raw``: the media themselves are wanted (to degrade or to swap them)."""
+        clip = None if raw else self._clip(digest, start)
         if clip is not None:
             return Window(clip.waveform(start), clip.frames(start), clip.missing(start), clip), True
 
@@ -187,6 +188,18 @@ class Explorer:
                 d = self.pipe.decode(path, start)
             return Window(d.wav, d.frames, d.missing)
         return self._once(self.shared.decoded, (self._decode_key, digest, round(float(start), 3)), make, path)
+
+    def window(self, path, start: float, digest: str, say=lambda f, msg: None, raw: bool = False,
+               audio_from=None, audio_digest: Optional[str] = None):
+        """The window to analyse -> (Window, reused?): the clip's, its audio from ``audio_from``
+        when given (each pass then answers as on its own source: ``Pipeline.decode_sources``)."""
+        if audio_from is None:
+            return self.decode(path, start, digest, say, raw)
+        wv, hit_v = self.decode(path, start, digest, say, raw=True)
+        wa, hit_a = self.decode(audio_from, start, audio_digest or file_digest(audio_from), say, raw=True)
+        missing = {**{k: v for k, v in wa.missing.items() if k == "audio"},
+                   **{k: v for k, v in wv.missing.items() if k == "video"}}
+        return Window(wa.wav, wv.frames, missing), hit_v and hit_a
 
     def timeline(self, path, digest: Optional[str] = None, stride: float = 5.0, window=None, top_k: int = 3,
                  progress=None, max_windows: Optional[int] = None):
@@ -215,39 +228,44 @@ class Explorer:
 
     # -- one window -> features: the one path for the answers and the explanation ---------------------
     def features(self, key: tuple, w: Window, start: float, mute_w, blank_w, audio: bool, video: bool,
-                 say=lambda f, msg: None, reused: Optional[list] = None, timings: Optional[dict] = None) -> Features:
-        """The raw features of a decoded window as the model sees it (a muted span silenced, a
-        blanked one's frames the black frame's feature), from the caches or made once under
-        the model lock. A timeline's clip gives its own features, never from its thumbnails."""
+                 say=lambda f, msg: None, reused: Optional[list] = None, timings: Optional[dict] = None,
+                 degrade=None, akey: Optional[tuple] = None) -> Features:
+        """The raw features of a decoded window as the model sees it (degraded, then a muted
+        span silenced, a blanked one's frames the black frame's feature), from the caches or
+        made once under the model lock. A timeline's clip gives its own features, never from
+        its thumbnails. ``akey``: the audio's cache key when it comes from another clip."""
         pre, feats, reused, timings = self.pipe.pre, {}, reused if reused is not None else [], timings or {}
         w = w.switched(audio, video)
+        a_deg = degrade.part("audio", start, pre.clip_seconds) if degrade is not None else None
+        v_deg = degrade.part("video", start, pre.clip_seconds) if degrade is not None else None
         if w.wav is not None:
             t = time.perf_counter()
-            if w.clip is not None and not mute_w:
+            if w.clip is not None and not mute_w and a_deg is None:
                 feats["audio"] = w.clip.audio(start)  # its own lock inside when it must compute
                 reused.append("audio features")
             else:
-                wav = apply_spans(w.wav, None, pre, start, (start + mute_w[0], start + mute_w[1]) if mute_w else None)[0]
-
                 def make():
+                    wav = degrade.apply(Decoded(w.wav, None), pre, start).wav if a_deg else w.wav
+                    wav = apply_spans(wav, None, pre, start, (start + mute_w[0], start + mute_w[1]) if mute_w else None)[0]
                     say(0.3, "audio features (fbank + ConvNeXt)")
                     with work.holding(self.model_lock):
                         return self.pipe.audio_features(wav)
-                feats["audio"], hit = self._once(self.audio_feats, key + (mute_w,), make)
+                feats["audio"], hit = self._once(self.audio_feats, (akey or key) + (mute_w, a_deg), make)
                 if hit:
                     reused.append("audio features")
             timings["audio features"] = (time.perf_counter() - t) * 1000
         if (w.clip is not None and "video" not in w.missing) or w.frames is not None:
             t = time.perf_counter()
-            if w.clip is not None:
+            if w.clip is not None and v_deg is None:
                 base, shape = w.clip.video(start), w.clip.frame_shape
                 reused.append("video features")
             else:
                 def make():
+                    frames = degrade.apply(Decoded(None, w.frames), pre, start).frames if v_deg else w.frames
                     say(0.6, "video features (ConvNeXt on each frame)")
                     with work.holding(self.model_lock):
-                        return self.pipe.video_features(w.frames)
-                base, hit = self._once(self.video_feats, key, make)
+                        return self.pipe.video_features(frames)
+                base, hit = self._once(self.video_feats, key + ((v_deg,) if v_deg else ()), make)
                 shape = w.frames.shape[1:]
                 if hit:
                     reused.append("video features")
@@ -267,21 +285,27 @@ class Explorer:
         return self.black[shape]
 
     def run(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
-            mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None) -> Analysis:
-        """``progress(fraction, message)`` hears about the slow stages when they run."""
+            mute: Span = None, blank: Span = None, digest: Optional[str] = None, progress=None,
+            degrade=None, audio_from=None, audio_digest: Optional[str] = None, audio_weight: float = 0.5) -> Analysis:
+        """``progress(fraction, message)`` hears about the slow stages when they run;
+        ``degrade``, ``audio_from``, ``audio_weight``: as ``Pipeline.predict``."""
         t0 = time.perf_counter()
         start, mute, blank = check_window(start, mute, blank)
         say = progress or (lambda f, msg: None)
         pre = self.pipe.pre
         timings, reused = {}, []
         key = (digest or file_digest(path), round(float(start), 3))
+        akey = None
+        if audio_from is not None:
+            audio_digest = audio_digest or file_digest(audio_from)
+            akey = (audio_digest, key[1])
         # decode every stream the file has, once; on/off switches only choose among them
-        w, hit = self.decode(path, start, key[0], say)
+        w, hit = self.window(path, start, key[0], say, degrade is not None, audio_from, audio_digest)
         if hit:
             reused.append("decode")
         timings["decode"] = (time.perf_counter() - t0) * 1000
         mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
-        f = self.features(key, w, start, mute_w, blank_w, audio, video, say, reused, timings)
+        f = self.features(key, w, start, mute_w, blank_w, audio, video, say, reused, timings, degrade, akey)
         t = time.perf_counter()
         pred, err = None, None
         if f.audio is None and f.video is None:
@@ -289,20 +313,24 @@ class Explorer:
         else:
             try:
                 with work.holding(self.shared.head_lock):  # the Transformer alone: never behind a backbone
-                    pred = self.pipe.predict_features(f.audio, f.video, f.missing)
+                    pred = self.pipe.predict_features(f.audio, f.video, f.missing, audio_weight)
+                if degrade is not None:
+                    pred.asked["degraded"] = degrade.to_dict()
             except work.Cancelled:
                 raise
             except UAVMError as e:  # e.g. the cross-modal model with one modality off
                 err = str(e)
         timings["model"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        wav, frames = apply_spans(w.wav, w.frames, pre, start, mute, blank)
+        shown = degrade.apply(w, pre, start) if degrade is not None and w.clip is None else w
+        wav, frames = apply_spans(shown.wav, shown.frames, pre, start, mute, blank)
         return Analysis(pred, float(start), pre.clip_seconds, wav, frames, dict(pred.missing) if pred else f.missing,
                         timings, reused, err)
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute: Span = None, blank: Span = None,
-                digest: Optional[str] = None, progress=None, cached_only: bool = False):
+                digest: Optional[str] = None, progress=None, cached_only: bool = False, degrade=None,
+                audio_from=None, audio_digest: Optional[str] = None):
         """``uavm.explain`` of the clip the explorer shows -> an Explanation (raises UAVMError on
         bad input). Reuses the cached decode and features (the same path as ``run``); its
         network passes take the model lock one at a time, so other users' work goes on between
@@ -318,7 +346,12 @@ class Explorer:
         say = progress or (lambda f, msg: None)
         key = (digest or file_digest(path), round(float(start), 3))
         mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
-        ekey = key + (audio, video, mute_w, blank_w, target, window, stride)
+        akey = None
+        if audio_from is not None:
+            audio_digest = audio_digest or file_digest(audio_from)
+            akey = (audio_digest, key[1])
+        variant = (akey, tuple(sorted((degrade.to_dict() if degrade else {}).items(), key=str)).__repr__())
+        ekey = key + (audio, video, mute_w, blank_w, target, window, stride, variant)
         with self._cache_lock:
             if ekey in self.explained:
                 value = self.explained.get_or(ekey, None)[0]
@@ -328,9 +361,11 @@ class Explorer:
             return None
 
         def make():
-            w, _ = self.decode(path, start, key[0], say)
-            f = self.features(key, w, start, mute_w, blank_w, audio, video, say)
-            heard = apply_spans(w.wav, None, pre, start, mute)[0] if f.audio is not None else None
+            w, _ = self.window(path, start, key[0], say, degrade is not None, audio_from, audio_digest)
+            f = self.features(key, w, start, mute_w, blank_w, audio, video, say, degrade=degrade, akey=akey)
+            wav = degrade.apply(Decoded(w.wav, None), pre, start).wav if degrade is not None and w.wav is not None \
+                else w.wav
+            heard = apply_spans(wav, None, pre, start, mute)[0] if f.audio is not None else None
             return explain_features(self.pipe, heard, f, start, target, window, stride, clip=str(path),
                                     black=self._black_feature(self._frame_shape(w)) if f.video is not None else None,
                                     lock=self.model_lock, progress=say)
