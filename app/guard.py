@@ -166,17 +166,20 @@ class Guard:
         declared = int(headers.get("content-length") or 0) if (headers.get("content-length") or "").isdigit() else 0
         if declared > lim.upload_request:
             st.refusals.note(client, "an upload over the cap")
-            return await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB")
+            await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB")
+            return await _drain(receive, declared)
         if st.upload_bytes() + max(declared, 0) > lim.upload_total:
             st.refusals.note(client, "the upload space is full")
-            return await _send_text(send, 413, "the server's upload space is full: try again later")
-        got, started = 0, {"yes": False}
+            await _send_text(send, 413, "the server's upload space is full: try again later")
+            return await _drain(receive, declared or DRAIN)
+        got, started, more = 0, {"yes": False}, True
 
         async def counted():
-            nonlocal got
+            nonlocal got, more
             message = await receive()
             if message["type"] == "http.request":
                 got += len(message.get("body", b""))
+                more = message.get("more_body", False)
                 if got > lim.upload_request or st.upload_bytes() + got > lim.upload_total:
                     raise TooLarge()
             return message
@@ -192,6 +195,8 @@ class Guard:
             if not started["yes"]:
                 await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB, and the "
                                             "server's upload space is bounded")
+                if more:
+                    await _drain(receive, declared - got if declared else DRAIN)
         finally:
             st.add_upload(got)
 
@@ -206,7 +211,11 @@ class Guard:
             more = message.get("more_body", False)
             if len(body) > lim.event_bytes:
                 st.refusals.note(client, "an event request too large")
-                return await _send_text(send, 413, f"an event's request may be at most {lim.event_bytes // 1024} KiB")
+                await _send_text(send, 413, f"an event's request may be at most {lim.event_bytes // 1024} KiB")
+                length = headers.get("content-length") or ""
+                if more:
+                    await _drain(receive, int(length) - len(body) if length.isdigit() else DRAIN)
+                return None
         session, data = None, None
         try:
             data = json.loads(body or b"{}")
@@ -281,6 +290,24 @@ class Guard:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"cache-control", b"public, max-age=86400")]})
         await send({"type": "http.response.body", "body": body})
+
+
+DRAIN = 16 << 20  # bytes of a refused upload read and dropped, so that its client sees the 413
+
+
+async def _drain(receive, declared: int) -> None:
+    """Read and drop what is left of a refused request's body (``declared`` bytes, at most
+    ``DRAIN``; call it only while the body has more to come): a client that sends all of its
+    body before it reads the answer then gets the 413 rather than a broken connection.
+    Nothing is kept; a bigger body is cut off."""
+    left = min(declared, DRAIN)
+    while left > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        left -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _client_of(event):
