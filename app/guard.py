@@ -166,12 +166,12 @@ class Guard:
         declared = int(headers.get("content-length") or 0) if (headers.get("content-length") or "").isdigit() else 0
         if declared > lim.upload_request:
             st.refusals.note(client, "an upload over the cap")
-            await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB")
-            return await _drain(receive, declared)
+            await _drain(receive, declared)
+            return await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB")
         if st.upload_bytes() + max(declared, 0) > lim.upload_total:
             st.refusals.note(client, "the upload space is full")
-            await _send_text(send, 413, "the server's upload space is full: try again later")
-            return await _drain(receive, declared or DRAIN)
+            await _drain(receive, declared or DRAIN)
+            return await _send_text(send, 413, "the server's upload space is full: try again later")
         got, started, more = 0, {"yes": False}, True
 
         async def counted():
@@ -193,10 +193,10 @@ class Guard:
         except TooLarge:
             st.refusals.note(client, "an upload over the cap")
             if not started["yes"]:
-                await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB, and the "
-                                            "server's upload space is bounded")
                 if more:
                     await _drain(receive, declared - got if declared else DRAIN)
+                await _send_text(send, 413, f"an upload may be at most {lim.upload_request / 2**20:.0f} MiB, and the "
+                                            "server's upload space is bounded")
         finally:
             st.add_upload(got)
 
@@ -211,11 +211,10 @@ class Guard:
             more = message.get("more_body", False)
             if len(body) > lim.event_bytes:
                 st.refusals.note(client, "an event request too large")
-                await _send_text(send, 413, f"an event's request may be at most {lim.event_bytes // 1024} KiB")
                 length = headers.get("content-length") or ""
                 if more:
                     await _drain(receive, int(length) - len(body) if length.isdigit() else DRAIN)
-                return None
+                return await _send_text(send, 413, f"an event's request may be at most {lim.event_bytes // 1024} KiB")
         session, data = None, None
         try:
             data = json.loads(body or b"{}")
@@ -297,7 +296,8 @@ DRAIN = 16 << 20  # bytes of a refused upload read and dropped, so that its clie
 
 async def _drain(receive, declared: int) -> None:
     """Read and drop what is left of a refused request's body (``declared`` bytes, at most
-    ``DRAIN``; call it only while the body has more to come): a client that sends all of its
+    ``DRAIN``; call it only while the body has more to come), BEFORE the refusal is sent (the
+    server closes the connection once an answer is complete): a client that sends all of its
     body before it reads the answer then gets the 413 rather than a broken connection.
     Nothing is kept; a bigger body is cut off."""
     left = min(declared, DRAIN)
