@@ -100,8 +100,11 @@ def level(name: str, text) -> Optional[float]:
     """A degradation's box: empty is none, else a number (its range is uavm.degrade's)."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
+    text = str(text).strip()
+    if len(text) > 40:  # never cut: a cut number is another number
+        raise InputError(f"{name.replace('_', ' ')} must be a number or empty, got {shorten(text)}")
     try:
-        return float(str(text).strip()[:40])
+        return float(text)
     except ValueError:
         raise InputError(f"{name.replace('_', ' ')} must be a number or empty, got {shorten(str(text))}") from None
 

@@ -158,6 +158,17 @@ def error_badges(page) -> int:
                          "e.offsetParent && (e.innerText || '').trim() === 'Error').length")
 
 
+def example_page(server, browser, name: str):
+    """A desktop page with one example clip's answers painted and settled."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(server)
+    page.wait_for_selector("#examples", timeout=120_000)
+    page.locator("#examples button", has_text=name).click()
+    labels_have_scores(page, "audio")
+    settled(page)
+    return page
+
+
 def set_number(page, elem, value):
     box = page.locator(f"#{elem} input[type=number]")
     box.fill(str(value))
@@ -316,12 +327,7 @@ def test_an_older_settings_answer_that_lands_last_is_replaced_by_the_current_one
     the server stamped in the other order (seen on CI). Forced here: the first of two clicks
     is held back and the two requests' stamps are swapped, so the server answers the older
     settings last; the page must end on the answer to what it shows."""
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    page.goto(server)
-    page.wait_for_selector("#examples", timeout=120_000)
-    page.locator("#examples button", has_text="dog howling").click()
-    labels_have_scores(page, "audio")
-    settled(page)
+    page = example_page(server, browser, "dog howling")
     stamped, held = stamped_inputs(server), []
 
     def hold(route):
@@ -576,12 +582,7 @@ def test_a_short_clips_padding_is_labelled_and_the_report_holds_the_explanation(
 def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, browser, tmp_path):
     """Swap, degrade, weigh on the page: each says itself in the status line and changes the
     answers the way the library's known answers say it must."""
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    page.goto(server)
-    page.wait_for_selector("#examples", timeout=120_000)
-    page.locator("#examples button", has_text="dog howling").click()
-    labels_have_scores(page, "audio")
-    settled(page)
+    page = example_page(server, browser, "dog howling")
     assert top1(page, "audio") == "dog howling"
     page.locator("#variant").get_by_text("Swap, degrade, weigh").click()
     piano = next(p for p in EXAMPLES if p.stem == "playing_piano")

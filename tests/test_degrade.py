@@ -175,3 +175,30 @@ def test_the_explorer_answers_as_the_pipeline_for_a_swapped_degraded_weighed_win
         np.testing.assert_array_equal(logits(again.prediction, "fused"), logits(an.prediction, "fused"))
     plain = ex.run(DOG)  # a variant never leaks into the plain window's caches
     np.testing.assert_allclose(logits(plain.prediction, "fused"), logits(pipe.predict(DOG), "fused"), atol=1e-4)
+
+
+def test_the_explorer_degrades_a_window_once_however_often_it_is_asked(pipe, monkeypatch):
+    from uavm.explore import Explorer
+
+    calls = []
+    apply = Degrade.apply
+    monkeypatch.setattr(Degrade, "apply", lambda self, *a: calls.append(1) or apply(self, *a))
+    ex, d = Explorer(pipe), Degrade.checked(video_blur=3)
+    first = ex.run(DOG, degrade=d)
+    for audio in (False, True, False):  # the page's toggles: the degraded window is kept
+        ex.run(DOG, audio=audio, degrade=d)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first.frames, ex.run(DOG, degrade=d).frames)  # shown as the model saw it
+    assert not np.array_equal(first.frames, ex.run(DOG).frames)
+
+
+def test_the_pages_degradation_boxes_are_numbers_or_empty():
+    from uavm.app.page import level
+
+    assert level("audio_snr", "") is None and level("audio_snr", "  ") is None and level("audio_snr", None) is None
+    assert level("audio_snr", " -30 ") == -30.0 and level("video_blur", "2.5") == 2.5
+    for bad in ("abc", "1" + "0" * 60, "3 dB"):
+        with pytest.raises(InputError, match="must be a number or empty"):
+            level("audio_snr", bad)
+    with pytest.raises(InputError):  # a number the degradation's range refuses
+        Degrade.checked(audio_snr=level("audio_snr", "nan"))

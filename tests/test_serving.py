@@ -204,7 +204,12 @@ def test_the_api_swaps_degrades_and_weighs_as_the_library_does_and_names_no_serv
     bad = {"a plain path as the other clip": ([str(piano), None, None, None, None, 0.5], "upload"),
            "NaN noise": ([None, float("nan"), None, None, None, 0.5], "audio snr"),
            "a weight above 1": ([None, None, None, None, None, 2], "audio weight"),
-           "a resolution of 0": ([None, None, None, 0, None, 0.5], "video size")}
+           "a resolution of 0": ([None, None, None, 0, None, 0.5], "video size"),
+           "a level as a string": ([None, "10", None, None, None, 0.5], "audio snr"),
+           "a huge blur": ([None, None, 1e300, None, None, 0.5], "video blur"),
+           "a weight as a string": ([None, None, None, None, None, "0.3"], "audio weight"),
+           "FileData of a device": ([{"path": "/dev/zero", "meta": {"_type": "gradio.FileData"}}, None, None, None,
+                                     None, 0.5], "upload")}
     for what, (extra, says) in bad.items():
         kind, msg = call(server.url, [mine] + BASE + extra)
         assert kind == "error" and says in msg and "\n" not in msg and "/tmp/" not in msg, (what, msg)

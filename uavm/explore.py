@@ -126,6 +126,7 @@ class Explorer:
         self.audio_feats = Store(cache_size * 4, budget=b)
         self.video_feats = Store(cache_size, budget=b)
         self.explained = Store(cache_size, budget=b)
+        self.degraded_windows = Store(cache_size, budget=b)  # (window, degradation) -> the degraded Window
         self.timelines = Store(8, budget=b)
         self.clips = Store(4, evict=lambda clip: clip.close(), budget=b)  # digest -> ClipFeatures of a timeline
         self.black = {}
@@ -229,15 +230,16 @@ class Explorer:
     # -- one window -> features: the one path for the answers and the explanation ---------------------
     def features(self, key: tuple, w: Window, start: float, mute_w, blank_w, audio: bool, video: bool,
                  say=lambda f, msg: None, reused: Optional[list] = None, timings: Optional[dict] = None,
-                 degrade=None, akey: Optional[tuple] = None) -> Features:
+                 parts: tuple = (None, None), akey: Optional[tuple] = None) -> Features:
         """The raw features of a decoded window as the model sees it (degraded, then a muted
         span silenced, a blanked one's frames the black frame's feature), from the caches or
         made once under the model lock. A timeline's clip gives its own features, never from
-        its thumbnails. ``akey``: the audio's cache key when it comes from another clip."""
+        its thumbnails. ``parts``: what a degradation did to its audio and its video
+        (``Degrade.part``; the window is ``degraded`` already), part of the cache keys;
+        ``akey``: the audio's cache key when it comes from another clip."""
         pre, feats, reused, timings = self.pipe.pre, {}, reused if reused is not None else [], timings or {}
         w = w.switched(audio, video)
-        a_deg = degrade.part("audio", start, pre.clip_seconds) if degrade is not None else None
-        v_deg = degrade.part("video", start, pre.clip_seconds) if degrade is not None else None
+        a_deg, v_deg = parts
         if w.wav is not None:
             t = time.perf_counter()
             if w.clip is not None and not mute_w and a_deg is None:
@@ -245,8 +247,7 @@ class Explorer:
                 reused.append("audio features")
             else:
                 def make():
-                    wav = degrade.apply(Decoded(w.wav, None), pre, start).wav if a_deg else w.wav
-                    wav = apply_spans(wav, None, pre, start, (start + mute_w[0], start + mute_w[1]) if mute_w else None)[0]
+                    wav = apply_spans(w.wav, None, pre, start, (start + mute_w[0], start + mute_w[1]) if mute_w else None)[0]
                     say(0.3, "audio features (fbank + ConvNeXt)")
                     with work.holding(self.model_lock):
                         return self.pipe.audio_features(wav)
@@ -261,10 +262,9 @@ class Explorer:
                 reused.append("video features")
             else:
                 def make():
-                    frames = degrade.apply(Decoded(None, w.frames), pre, start).frames if v_deg else w.frames
                     say(0.6, "video features (ConvNeXt on each frame)")
                     with work.holding(self.model_lock):
-                        return self.pipe.video_features(frames)
+                        return self.pipe.video_features(w.frames)
                 base, hit = self._once(self.video_feats, key + ((v_deg,) if v_deg else ()), make)
                 shape = w.frames.shape[1:]
                 if hit:
@@ -276,6 +276,19 @@ class Explorer:
             feats["video"] = base
             timings["video features"] = (time.perf_counter() - t) * 1000
         return Features(feats.get("audio"), feats.get("video"), w.missing)
+
+    def degraded(self, w: Window, degrade, key: tuple, akey: Optional[tuple], start: float) -> tuple:
+        """-> (the window as ``degrade`` leaves it, what it did to each modality): made once per
+        window and degradation (a blur of a paper-size window costs up to a second), outside
+        the network locks; the window itself when nothing is degraded."""
+        if degrade is None:
+            return w, (None, None)
+        pre = self.pipe.pre
+        parts = (degrade.part("audio", start, pre.clip_seconds), degrade.part("video", start, pre.clip_seconds))
+        if parts == (None, None):
+            return w, parts
+        made, _ = self._once(self.degraded_windows, (key, akey, parts), lambda: degrade.apply(w, pre, start))
+        return made, parts
 
     def _black_feature(self, shape) -> np.ndarray:
         shape = tuple(shape)
@@ -303,9 +316,10 @@ class Explorer:
         w, hit = self.window(path, start, key[0], say, degrade is not None, audio_from, audio_digest)
         if hit:
             reused.append("decode")
+        w, parts = self.degraded(w, degrade, key, akey, start)
         timings["decode"] = (time.perf_counter() - t0) * 1000
         mute_w, blank_w = window_span(mute, start, pre.clip_seconds), window_span(blank, start, pre.clip_seconds)
-        f = self.features(key, w, start, mute_w, blank_w, audio, video, say, reused, timings, degrade, akey)
+        f = self.features(key, w, start, mute_w, blank_w, audio, video, say, reused, timings, parts, akey)
         t = time.perf_counter()
         pred, err = None, None
         if f.audio is None and f.video is None:
@@ -322,8 +336,7 @@ class Explorer:
                 err = str(e)
         timings["model"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - t0) * 1000
-        shown = degrade.apply(w, pre, start) if degrade is not None and w.clip is None else w
-        wav, frames = apply_spans(shown.wav, shown.frames, pre, start, mute, blank)
+        wav, frames = apply_spans(w.wav, w.frames, pre, start, mute, blank)
         return Analysis(pred, float(start), pre.clip_seconds, wav, frames, dict(pred.missing) if pred else f.missing,
                         timings, reused, err)
 
@@ -362,10 +375,9 @@ class Explorer:
 
         def make():
             w, _ = self.window(path, start, key[0], say, degrade is not None, audio_from, audio_digest)
-            f = self.features(key, w, start, mute_w, blank_w, audio, video, say, degrade=degrade, akey=akey)
-            wav = degrade.apply(Decoded(w.wav, None), pre, start).wav if degrade is not None and w.wav is not None \
-                else w.wav
-            heard = apply_spans(wav, None, pre, start, mute)[0] if f.audio is not None else None
+            w, parts = self.degraded(w, degrade, key, akey, start)
+            f = self.features(key, w, start, mute_w, blank_w, audio, video, say, parts=parts, akey=akey)
+            heard = apply_spans(w.wav, None, pre, start, mute)[0] if f.audio is not None else None
             return explain_features(self.pipe, heard, f, start, target, window, stride, clip=str(path),
                                     black=self._black_feature(self._frame_shape(w)) if f.video is not None else None,
                                     lock=self.model_lock, progress=say)
