@@ -22,11 +22,12 @@ from .sessions import Sessions
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = [f.name for f in fields(Settings)]
-EXPLORE = ("label_audio", "label_video", "label_fused", "answers", "answer_note", "temporal", "full", "diff", "layer",
+EXPLORE = ("label_audio", "label_video", "label_fused", "answers", "ood_note", "answer_note", "temporal", "full", "diff", "layer",
            "status", "window_at", "explain_text", "explain_plot", "painted", "answered",
            "checked")
 STRIP = ("strip", "strip_json", "strip_note")
 EXPLAIN = ("explain_text", "explain_plot")
+SWEEP = ("sweep_plot", "sweep_text", "status")
 
 
 def js(name: str) -> str:
@@ -124,6 +125,10 @@ def _inputs(P: Page, examples: list, device: str, names: list) -> None:
         with gr.Row():
             P("video_size", _level("Resolution (px)", "video-size"))
             P("video_fps", _level("Frame rate (fps)", "video-fps"))
+        with gr.Row(elem_classes=["span-row"]):
+            P("degrade_on", gr.Checkbox(False, label="Degrade a span only", elem_id="degrade-on", min_width=90))
+            P("degrade_from", gr.Number(2.0, label="from (s)", elem_id="degrade-from", min_width=60))
+            P("degrade_to", gr.Number(5.0, label="to (s)", elem_id="degrade-to", min_width=60))
         P("audio_weight", gr.Slider(0, 1, value=0.5, step=0.05, label="Audio weight in the fused answer "
                                     "(0.5: the paper's mean)", elem_id="audio-weight"))
     with gr.Row():
@@ -145,6 +150,7 @@ def _results(P: Page, bundle) -> dict:
     with P("answers", gr.Row(visible="hidden", elem_id="answers")):
         for m, title in page.TITLES:
             P(f"label_{m}", gr.Label(label=title, elem_id=f"label-{m}"))
+    P("ood_note", gr.Markdown(elem_id="ood-note"))
     P("answer_note", gr.Markdown(elem_id="answer-note"))
     with gr.Tabs():
         with gr.Tab("Attention", elem_id="tab-attention") as tabs["attention"]:
@@ -173,6 +179,19 @@ def _results(P: Page, bundle) -> dict:
                         "or blacked out (fused: the fused score; dotted: that modality's own pass). *Rollout*: how "
                         "much each step feeds the output through every layer (Abnar & Zuidema), beside the last "
                         "layer's attention. *Share*: each pass's half of the fused logit.", elem_id="explain-key")
+        with gr.Tab("Sweep", elem_id="tab-sweep") as tabs["sweep"]:
+            gr.Markdown("One degradation over levels on this window (with the swap, the spans and the weight set "
+                        "beside): each pass's score of the fused answer's class, where its top-1 changes, and where "
+                        "its input turns unfamiliar.")
+            with gr.Row():
+                P("sweep_kind", gr.Dropdown([(page.SWEEP_NAMES[k], k) for k in page.SWEEP_LEVELS],
+                                            value="audio_snr", label="Degradation", elem_id="sweep-kind", scale=2))
+                P("sweep_levels", gr.Textbox("", label="Levels (empty: the usual ones)", max_lines=1,
+                                             placeholder=page.SWEEP_LEVELS["audio_snr"], elem_id="sweep-levels",
+                                             scale=3))
+                P("sweep_btn", gr.Button("Sweep", elem_id="sweep", scale=1))
+            P("sweep_text", gr.Markdown(elem_id="sweep-summary"))
+            P("sweep_plot", gr.Plot(elem_id="plot-sweep", show_label=False, visible=False))
         with gr.Tab("Heard and seen", elem_id="tab-player") as tabs["player"]:
             gr.Markdown("The 10 s window as the model got it: its frames at 3 fps (a blanked span black) and the "
                         "sound it heard (a muted span silent).")
@@ -240,11 +259,13 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     # One event per control, not one gr.on for all: two controls changed a moment apart then
     # send at once, and the server answers the newest (one shared event would hold the second
     # until the first is answered). Switches answer in tens of milliseconds: no loading overlay.
-    for trigger in [P[n].change for n in ("audio_on", "video_on", "mute_on", "blank_on", "top_k", "audio_from")] + \
+    for trigger in [P[n].change for n in ("audio_on", "video_on", "mute_on", "blank_on", "degrade_on", "top_k",
+                                          "audio_from")] + \
             [P["layer"].release, P["audio_weight"].release]:
         trigger(trigger_mode="always_last", show_progress="hidden", **analysis)
     for trigger in [P["start"].release] + [P[n].blur for n in ("mute_from", "mute_to", "blank_from", "blank_to",
-                                                               "audio_snr", "video_blur", "video_size", "video_fps")]:
+                                                               "audio_snr", "video_blur", "video_size", "video_fps",
+                                                               "degrade_from", "degrade_to")]:
         trigger(trigger_mode="always_last", **analysis)
     P["model"].change(**call(page.model_switched, ("target", "layer", "notice"))).then(**analysis).then(**strip)
     for which in ("full", "diff"):
@@ -261,8 +282,12 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     P["explain_btn"].click(**call(page.explain_tab, EXPLAIN))
     P["target"].input(**call(page.explain_tab, EXPLAIN, trigger_mode="always_last"))
     tabs["explain"].select(lambda: True, None, P["explain_open"], **priv).then(**call(page.explain_tab, EXPLAIN))
-    for name in ("attention", "player", "compare", "export"):
+    for name in ("attention", "sweep", "player", "compare", "export"):
         tabs[name].select(lambda: False, None, P["explain_open"], **priv)
+    # one event for the button and Enter: a later request is never overtaken by an earlier one
+    gr.on([P["sweep_btn"].click, P["sweep_levels"].submit], **call(page.sweep_tab, SWEEP, trigger_mode="always_last"))
+    P["sweep_kind"].input(lambda k: gr.Textbox(placeholder=page.SWEEP_LEVELS.get(k, "")), P["sweep_kind"],
+                          P["sweep_levels"], **priv)
     P["run_all"].click(**call(page.compare, ("compare_table", "status")))
     P["export"].click(**call(page.export, ("export_files", "status")))
     for name, fn in api_functions(server).items():

@@ -27,6 +27,7 @@ log = logging.getLogger("uavm.app")
 STRIDE = 5.0  # seconds between the timeline's windows
 SENTINEL = "uavm-stamp"  # the stamp box's value: the page's JS puts each request's number in its place
 TITLES = (("audio", "Audio only"), ("video", "Video only"), ("fused", "Fused"))
+SPAN_NAMES = {"mute": "muted", "blank": "blanked", "degrade": "degraded"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,12 @@ class Settings:
     video_blur: str = ""
     video_size: str = ""
     video_fps: str = ""
+    degrade_on: bool = False  # the degradations over this span only (else the whole window)
+    degrade_from: Optional[float] = 2.0
+    degrade_to: Optional[float] = 5.0
     audio_weight: float = 0.5
+    sweep_kind: str = "audio_snr"  # the Sweep tab: one degradation over levels
+    sweep_levels: str = ""
     model: Optional[str] = None
     top_k: int = 5
     layer: Optional[int] = None
@@ -69,16 +75,16 @@ class Settings:
     def key(self) -> str:
         """A short fingerprint of what the answer depends on (the page keeps the painted one)."""
         keep = [repr(getattr(self, f.name)) for f in fields(self)
-                if f.name not in ("stamp", "painted", "pick", "full_open", "diff_open")]
+                if f.name not in ("stamp", "painted", "pick", "full_open", "diff_open", "sweep_kind", "sweep_levels")]
         return hashlib.sha256(json.dumps(keep).encode()).hexdigest()[:32]
 
     def span(self, which: str):
-        on, a, b = (self.mute_on, self.mute_from, self.mute_to) if which == "mute" else \
-            (self.blank_on, self.blank_from, self.blank_to)
+        """"mute", "blank" or "degrade": (from, to) when its box is ticked, else None."""
+        on, a, b = (getattr(self, f"{which}_{k}") for k in ("on", "from", "to"))
         if not on:
             return None
         if a is None or b is None:
-            raise InputError(f"give both times of the {'muted' if which == 'mute' else 'blanked'} span")
+            raise InputError(f"give both times of the {SPAN_NAMES[which]} span")
         return a, b
 
     def query(self, server: Server, **changes):
@@ -88,6 +94,7 @@ class Settings:
             raise InputError("upload or record a clip first (or pick an example)")
         k = number("top k", s.top_k, integer=True)
         degrade = {k: level(k, getattr(s, k)) for k in ("audio_snr", "video_blur", "video_size", "video_fps")}
+        degrade["span"] = s.span("degrade")
         return server.query(s.media, s.start, s.audio_on, s.video_on, s.span("mute"), s.span("blank"),
                             s.model, k, audio_from=s.audio_from or None, degrade=degrade, audio_weight=s.audio_weight)
 
@@ -129,7 +136,7 @@ def boundary(cleared):
 # -- the answers -------------------------------------------------------------------------------
 def cleared_answers() -> dict:
     return {**{f"label_{m}": gr.Label(value=None, label=t) for m, t in TITLES}, "answers": gr.Row(visible="hidden"),
-            "answer_note": "", "temporal": "", "full": None, "diff": None, "window_at": ""}
+            "answer_note": "", "ood_note": "", "temporal": "", "full": None, "diff": None, "window_at": ""}
 
 
 def cleared_explanation() -> dict:
@@ -148,6 +155,29 @@ def answer_note(bundle) -> str:
     if is_demo(bundle.config):
         text += " **The demo model knows only 12 generated classes: on a real recording its answers mean nothing.**"
     return text
+
+
+def ood_note(pred, bundle) -> str:
+    """The warning beside the answers when a pass's input is unfamiliar (``uavm.ood``), and
+    what the flag means; a word when the bundle cannot tell."""
+    if bundle.ood is None:
+        return ("*This model has no familiarity statistics: it cannot tell when an input is unlike its training "
+                "data (`uavm ood fit` makes them).*")
+    flagged = [(m, pred.ood[m]) for m, _ in TITLES if pred.unfamiliar(m)]
+    if not flagged:
+        return ""
+    names = dict(TITLES)
+    share = f"{100 * (1 - bundle.ood.false_alarm):g} %"
+    lines = []
+    for m, o in flagged:
+        if m == "fused" and o.get("passes") and o["score"] <= o["threshold"]:
+            why = f"it is built on the {' and the '.join(p for p in o['passes'])} pass's unfamiliar input"
+        else:
+            why = (f"its input lies farther from the training data than {share} of held-out clips "
+                   f"(score {o['score']:.1f} > {o['threshold']:.1f})")
+        lines.append(f"- **{names[m]}**: {why}")
+    return ("⚠️ **Unfamiliar input: do not trust these answers.** The model names one of its classes whatever "
+            "it is shown.\n" + "\n".join(lines))
 
 
 def is_demo(config) -> bool:
@@ -177,10 +207,13 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
             why = "no single-modality answer: the cross-modal model answers with both together"
         if why is None and source.get(m):
             why = f"the sound of {source[m]}"
+        if pred.unfamiliar(m):
+            why = "⚠️ unfamiliar input" + (f" · {why}" if why else "")
         out[f"label_{m}"] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
                                      label=title + (f" — {why}" if why else ""))
     layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
     out.update({"_ok": True, "answers": gr.Row(visible=True), "answer_note": answer_note(ex.pipe.bundle),
+                "ood_note": ood_note(pred, ex.pipe.bundle),
                 "temporal": figures.temporal(an, layer, ex.pipe.pre, cfg).to_json(),
                 "full": figures.full_maps(an, layer, cfg) if s.full_open else gr.skip(),
                 "diff": figures.av_difference(an, cfg) if s.diff_open else gr.skip(),
@@ -238,6 +271,58 @@ def reconcile(server: Server, s: Settings, request=None, progress=None) -> dict:
     return explore(server, s, request=request, progress=progress)
 
 
+# -- the sweep ---------------------------------------------------------------------------------
+SWEEP_LEVELS = {"audio_snr": "30, 20, 10, 0, -10, -20", "video_blur": "1, 2, 4, 8, 16, 32",
+                "video_size": "64, 32, 16, 8, 4, 2", "video_fps": "2, 1, 0.5, 0.25, 0.1"}
+SWEEP_NAMES = {"audio_snr": "Noise: SNR (dB)", "video_blur": "Blur: sigma (px)", "video_size": "Resolution (px)",
+               "video_fps": "Frame rate (fps)"}
+
+
+def sweep_levels(kind, text) -> list:
+    """The levels box: numbers separated by commas or spaces; empty: the usual ones for the kind."""
+    if not isinstance(kind, str) or kind not in SWEEP_LEVELS:
+        raise InputError(f"unknown degradation {shorten(str(kind))!r} (known: {', '.join(SWEEP_LEVELS)})")
+    if text is not None and not isinstance(text, (str, int, float)):
+        raise InputError("the levels must be numbers separated by commas")
+    text = str(text if text is not None else "").strip() or SWEEP_LEVELS[kind]
+    if len(text) > 400:
+        raise InputError("the levels must be at most 64 numbers")
+    try:
+        return [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise InputError(f"the levels must be numbers separated by commas, got {shorten(text)}") from None
+
+
+def cleared_sweep() -> dict:
+    return {"sweep_text": "", "sweep_plot": gr.Plot(value=None, visible=False)}
+
+
+@boundary(cleared_sweep)
+def sweep_tab(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """The Sweep tab: one degradation over levels on the window as set (``uavm.sweep``)."""
+    from uavm.degrade import KINDS
+
+    q = s.query(server)
+    levels = sweep_levels(s.sweep_kind, s.sweep_levels)
+    ex = server.models.get(q.model)
+    try:
+        sw = ex.sweep(q.path, s.sweep_kind, levels, q.start, q.audio, q.video, q.mute, q.blank,
+                      span=s.span("degrade"), audio_weight=q.audio_weight, digest=server.models.digest(q.path),
+                      audio_from=q.audio_from, audio_digest=server.models.digest(q.audio_from) if q.audio_from else None,
+                      progress=(lambda f, msg: progress(f, desc=msg)) if progress else None)
+    except UAVMError as e:
+        raise InputError(public_message(e, q.path, q.audio_from)) from None
+    unit = KINDS[sw.kind][0]
+    said = lambda v: "never" if v is None else f"at {v:g} {unit}"
+    plain = sw.rows[0]
+    odd = lambda m, v: "already without it" if plain[m]["unfamiliar"] else said(v)
+    text = (f"The score of **{sw.target}** at each level of {SWEEP_NAMES[sw.kind].lower()}. Top-1 changes: "
+            + ", ".join(f"{m} {said(v)}" for m, v in sw.breaks.items())
+            + (". Input unfamiliar: " + ", ".join(f"{m} {odd(m, v)}" for m, v in sw.unfamiliar.items())
+               if sw.unfamiliar else "") + ".")
+    return {"sweep_text": text, "sweep_plot": gr.Plot(figures.sweep(sw), visible=True), "status": gr.skip()}
+
+
 # -- the explanation -----------------------------------------------------------------------------
 def explanation(server: Server, s: Settings, progress=None) -> dict:
     """What mattered, when, in which modality (uavm.explain), computed once per clip, settings
@@ -285,7 +370,7 @@ def _cell(pred, an, m, kind) -> str:
     """One model's top-1 of one pass, or why there is none."""
     top = pred.top(m, 1) if pred is not None else None
     if top:
-        return "{label} ({score:.0%})".format(**top[0])
+        return "{label} ({score:.0%})".format(**top[0]) + (" ⚠️ unfamiliar input" if pred.unfamiliar(m) else "")
     if m in an.missing:
         return f"— {an.missing[m]}"
     if kind == "cross_modal" and m != "fused":

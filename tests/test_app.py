@@ -597,6 +597,14 @@ def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, bro
     status_has(page, "degraded: audio at -30 dB SNR")
     settled(page)
     assert top1(page, "video") == "dog howling"  # the noise is over the sound only
+    # drowned in noise, the sound is nothing like the training data's: the page says so beside it
+    assert "unfamiliar input" in page.locator("#label-audio").inner_text()
+    assert "unfamiliar input" not in page.locator("#label-video").inner_text()
+    warning = page.locator("#ood-note").inner_text()
+    assert "Unfamiliar input: do not trust these answers" in warning and "Audio only" in warning
+    page.locator("#degrade-on input").check()  # the noise over 2-5 s only
+    status_has(page, "degraded: audio at -30 dB SNR (white noise) from 2 to 5 s")
+    settled(page)
     slider = page.locator("#audio-weight input[type=range]")
     slider.focus()
     slider.press("ArrowLeft")  # 0.45: the keys commit it (page.js)
@@ -604,3 +612,17 @@ def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, bro
     settled(page)
     assert error_badges(page) == 0
     page.screenshot(path=str(tmp_path / "variant.png"), full_page=True)
+    # the sweep: one degradation over levels on this window, drawn
+    open_tab(page, "Sweep")
+    page.locator("#sweep-kind input").fill("Blur: sigma (px)")
+    page.locator("#sweep-kind input").press("Enter")
+    page.locator("#sweep-levels input").fill("0.5, 4, 32")
+    page.locator("#sweep").click()
+    page.wait_for_function("() => (document.querySelector('#sweep-summary')?.innerText || '').includes('Top-1')",
+                           timeout=60_000)
+    summary = page.locator("#sweep-summary").inner_text()
+    assert "The score of" in summary and "video" in summary, summary
+    page.wait_for_function("() => document.querySelectorAll('#plot-sweep .scatterlayer .trace').length >= 3",
+                           timeout=60_000)
+    assert "blur" in page.locator("#plot-sweep").inner_text() and error_badges(page) == 0
+    page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)

@@ -40,7 +40,8 @@ def test_json_schema(predicted, tiny_bundle):
     p = predicted["av.mp4"]
     assert {"clip", "audio", "video", "fused", "attention"} <= set(p)
     for m in ("audio", "video", "fused"):
-        assert set(p[m]) == {"logits", "top"} and len(p[m]["logits"]) == 5
+        assert set(p[m]) == {"logits", "top", "ood"} and len(p[m]["logits"]) == 5
+        assert p[m]["ood"] is None  # a bundle without familiarity statistics says so
         assert len(p[m]["top"]) == 5 and {"label", "score"} <= set(p[m]["top"][0])
         scores = [t["score"] for t in p[m]["top"]]
         assert scores == sorted(scores, reverse=True) and abs(sum(scores) - 1) < 1e-4  # softmax over 5 classes

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo model is not in 
               pytest.mark.slow]
 # /predict after media: the window and model, then the swap, the degradations, the weight
 BASE = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]
-DEFAULTS = BASE + [None, None, None, None, None, 0.5]
+DEFAULTS = BASE + [None, None, None, None, None, 0.5, None, None]
 
 
 # -- hostile media ------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def test_a_huge_value_is_cut_in_the_answer_and_the_log_and_a_flood_is_logged_onc
         assert kind == "error" and len(msg) < 700 and msg.startswith("unknown model 'mmm"), msg[:100]
     for _ in range(5):  # too few values: Gradio's own answer would echo (and log) every one of them
         kind, msg = call(server.url, [media] + BASE[:7] + ["m" * 200_000])
-        assert kind == "error" and len(msg) < 200 and "takes 17 values, got 9" in msg, msg[:200]
+        assert kind == "error" and len(msg) < 200 and "takes 19 values, got 9" in msg, msg[:200]
     big = json.dumps({"data": [media] + BASE[:-3] + ["m" * 10_000_000, 5, False] + DEFAULTS[len(BASE):]}).encode()
     try:  # refused at the door: a 413, or the connection closed before all of it was sent
         code = status(server.url, "gradio_api/call/predict", "POST", big, {"Content-Type": "application/json"})

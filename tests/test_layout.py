@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TIERS = [
     ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files", "uavm.config", "uavm.work", "uavm.cache"]),
     ("core: the window", ["uavm.media", "uavm.features", "uavm.window", "uavm.degrade"]),
-    ("core: the model", ["uavm.model", "uavm.bundle", "uavm.official", "uavm.assets", "uavm.hub"]),
+    ("core: the model", ["uavm.model", "uavm.ood", "uavm.bundle", "uavm.official", "uavm.assets", "uavm.hub"]),
     ("core: the analyses", ["uavm.clip", "uavm.explain", "uavm.timeline", "uavm.sweep"]),
     ("core: the pipeline", ["uavm.inference"]),
     ("core: the explorer", ["uavm.explore", "uavm.figures", "uavm.report"]),

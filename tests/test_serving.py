@@ -18,7 +18,7 @@ EXAMPLES = sorted((Path(ROOT) / "weights" / "examples").glob("*.mp4"))
 pytestmark = [pytest.mark.skipif(not EXAMPLES, reason="the demo model is not in weights/: run `uavm build-demo`"), pytest.mark.slow]
 # /predict after media: the window and model, then the swap, the degradations, the weight
 BASE = [0.0, True, True, None, None, None, None, "demo-uavm", 5, False]
-DEFAULTS = BASE + [None, None, None, None, None, 0.5]
+DEFAULTS = BASE + [None, None, None, None, None, 0.5, None, None]
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,8 @@ MATRIX = [
     ({"start": -1.0}, ["--start", "-1"]),
 ]
 NAMES = ["start", "audio_on", "video_on", "mute_from", "mute_to", "blank_from", "blank_to", "model", "top_k",
-         "include_attention", "audio_from", "audio_snr", "video_blur", "video_size", "video_fps", "audio_weight"]
+         "include_attention", "audio_from", "audio_snr", "video_blur", "video_size", "video_fps", "audio_weight",
+         "degrade_from", "degrade_to"]
 
 
 @pytest.mark.parametrize("api,cli", MATRIX, ids=[" ".join(c) for _, c in MATRIX])
@@ -193,7 +194,7 @@ def test_the_api_swaps_degrades_and_weighs_as_the_library_does_and_names_no_serv
 
     dog, piano = (next(p for p in EXAMPLES if p.stem == n) for n in ("dog_howling", "playing_piano"))
     mine, other = upload(server.url, dog), upload(server.url, piano)
-    kind, v = call(server.url, [mine] + BASE + [other, 0, 2, None, None, 0.25])
+    kind, v = call(server.url, [mine] + BASE + [other, 0, 2, None, None, 0.25, None, None])
     assert kind == "complete", v
     assert v["sources"] == {"audio": "playing_piano.mp4", "video": "dog_howling.mp4"}
     assert v["audio_weight"] == 0.25 and v["degraded"] == {"audio_snr": 0, "video_blur": 2, "seed": 0}
@@ -211,9 +212,44 @@ def test_the_api_swaps_degrades_and_weighs_as_the_library_does_and_names_no_serv
            "FileData of a device": ([{"path": "/dev/zero", "meta": {"_type": "gradio.FileData"}}, None, None, None,
                                      None, 0.5], "upload")}
     for what, (extra, says) in bad.items():
-        kind, msg = call(server.url, [mine] + BASE + extra)
+        kind, msg = call(server.url, [mine] + BASE + extra + [None, None])
         assert kind == "error" and says in msg and "\n" not in msg and "/tmp/" not in msg, (what, msg)
-    cross = BASE[:7] + ["demo-cross-modal"] + BASE[8:] + [None, None, None, None, None, 0.3]
+    cross = BASE[:7] + ["demo-cross-modal"] + BASE[8:] + [None, None, None, None, None, 0.3, None, None]
     kind, msg = call(server.url, [mine] + cross)
     assert kind == "error" and "cross-modal" in msg, msg
+    # the degradation over a span only, and each pass's familiarity, as the library gives them
+    kind, v = call(server.url, [mine] + BASE + [None, -20, None, None, None, 0.5, 2.0, 5.0])
+    assert kind == "complete" and v["degraded"] == {"audio_snr": -20, "span": [2.0, 5.0], "seed": 0}, v
+    want = Pipeline(load_bundle(demo_bundles()["demo-uavm"]), "cpu").predict(
+        dog, degrade=Degrade.checked(audio_snr=-20, span=(2, 5)))
+    for m in ("audio", "video", "fused"):
+        np.testing.assert_allclose(v[m]["logits"], want.logits[m], atol=1e-4)
+        assert v[m]["ood"]["flag"] == want.ood[m]["flag"] and abs(v[m]["ood"]["score"] - want.ood[m]["score"]) < 1e-2
+    for extra, says in (([2.0, None], "degraded span"), ([5.0, 2.0], "degraded span must start before")):
+        kind, msg = call(server.url, [mine] + BASE + [None, -20, None, None, None, 0.5] + extra)
+        assert kind == "error" and says in msg, msg
+
+
+def test_the_api_sweeps_a_degradation_as_the_library_does(server):
+    from uavm.assets import demo_bundles
+    from uavm.bundle import load_bundle
+    from uavm.inference import Pipeline
+
+    dog = next(p for p in EXAMPLES if p.stem == "dog_howling")
+    mine = upload(server.url, dog)
+    kind, v = call(server.url, [mine, "video_blur", "1, 8", 0.0, True, True, "demo-uavm", None, None, None, 0.5, None],
+                   api="sweep")
+    assert kind == "complete", v
+    want = Pipeline(load_bundle(demo_bundles()["demo-uavm"]), "cpu").sweep(dog, "video_blur", [1, 8]).to_dict()
+    assert v["clip"] == "dog_howling.mp4" and v["breaks"] == want["breaks"] and v["target"] == want["target"]
+    assert [r["level"] for r in v["levels"]] == [None, 1.0, 8.0]
+    for got, exp in zip(v["levels"], want["levels"]):
+        for m in ("audio", "video", "fused"):
+            assert abs(got[m]["score"] - exp[m]["score"]) < 1e-4 and got[m]["unfamiliar"] == exp[m]["unfamiliar"]
+    for deg, levels, says in (("video_warp", "1", "unknown degradation"), ("audio_snr", "loud", "numbers"),
+                              ("audio_snr", "1 " * 300, "at most 64"), ("video_blur", "-1", "video blur"),
+                              (["x"], "1", "unknown degradation"), ("audio_snr", {"a": 1}, "numbers")):
+        kind, msg = call(server.url, [mine, deg, levels, 0.0, True, True, "demo-uavm", None, None, None, 0.5, None],
+                         api="sweep")
+        assert kind == "error" and says in msg and "\n" not in msg, (deg, levels, msg)
     assert served(server.url)

@@ -5,6 +5,7 @@
     labels.csv           index,mid,display_name (the authors' label-list format)
     *.safetensors        the audio / video ConvNeXt extractors (optional; a
                          relative path may point to a file shared by several bundles)
+    ood.safetensors      the familiarity statistics (optional; ``uavm.ood``)
 
 The demo model, converted official checkpoints and models trained here all load
 through ``load_bundle``. Weights are only ever read as safetensors.
@@ -26,6 +27,9 @@ from .errors import UAVMError
 from .features import Extractor, Preprocessing
 from .files import atomic, write_text
 from .model import UAVM, ModelConfig
+from .ood import Familiarity, FamiliarityError
+from .ood import read as read_familiarity
+from .ood import write as write_familiarity
 
 FORMAT, EXTRACTORS_FORMAT, VERSION = "uavm-bundle", "uavm-extractors", 1
 MODALITIES = ("audio", "video")
@@ -50,6 +54,7 @@ class Bundle:
     extractors: dict  # modality -> Extractor (absent when the bundle has none for it)
     preprocessing: Preprocessing
     labels: list
+    ood: Optional[Familiarity] = None  # the familiarity statistics, when the bundle has them
 
     @property
     def name(self) -> str:
@@ -64,6 +69,8 @@ class Bundle:
         self.model.to(device)
         for e in self.extractors.values():
             e.to(device)
+        if self.ood is not None:
+            self.ood.to(device)
         return self
 
 
@@ -102,7 +109,7 @@ def _save_tensors(module_or_sd, path: Path) -> None:
 def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
                 extractors: Optional[dict] = None, extractor_files: Optional[dict] = None,
                 task: Optional[dict] = None, provenance: Optional[dict] = None, name: str = "",
-                share_extractors: bool = False) -> Path:
+                share_extractors: bool = False, ood: Optional[Familiarity] = None) -> Path:
     """Write a bundle folder. ``extractors`` are saved into it, unless ``extractor_files``
     names an existing file (relative to ``out``) to share, e.g. ``../extractors/audio.safetensors``,
     or ``share_extractors`` refers to the files the extractors were loaded from."""
@@ -132,6 +139,8 @@ def save_bundle(out, model: UAVM, preprocessing: Preprocessing, labels: list, *,
         spec = {k: v for k, v in e.spec.items() if k != "weights"}
         cfg[f"{m}_extractor"] = {**spec, "weights": fname}
     write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    if ood is not None:
+        write_familiarity(out, ood)
     return out
 
 
@@ -294,8 +303,12 @@ def load_bundle(path, device="cpu") -> Bundle:
         if e.dim != getattr(mcfg, f"{m}_dim"):
             raise BundleError(f"{cfg_path}: the {m} extractor gives {e.dim}-d features, the model takes "
                               f"{getattr(mcfg, f'{m}_dim')}")
+    try:
+        ood = read_familiarity(root, cfg.get("ood"), mcfg)
+    except FamiliarityError as e:
+        raise BundleError(str(e)) from None
     model.eval()
-    return Bundle(root, cfg, model, extractors, pre, labels).to(device)
+    return Bundle(root, cfg, model, extractors, pre, labels, ood).to(device)
 
 
 SIZES = {

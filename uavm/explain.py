@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import work
-from .errors import InputError, UAVMError, flag, number
+from .errors import InputError, UAVMError, flag, number, shorten
 from .features import to_model_input
 from .window import Decoded, Prediction, apply_spans, check_window, nothing_left, span_mask
 
@@ -80,7 +80,7 @@ def spans(seconds: float, window: float, stride: float) -> list:
 
 def check_target(target) -> str:
     if not isinstance(target, str) or not target.strip():
-        raise InputError(f"the target must be fused, audio, video or a label, got {target!r}")
+        raise InputError(f"the target must be fused, audio, video or a label, got {shorten(repr(target))}")
     return target.strip()
 
 
@@ -92,7 +92,7 @@ def label_index(target: str, labels: list) -> Optional[int]:
         for lab in labels:
             if any((x == target) if exact else (x.casefold() == target.casefold()) for x in (lab.name, lab.mid)):
                 return lab.index
-    raise InputError(f"unknown target {target!r}: give fused, audio, video, or one of the bundle's "
+    raise InputError(f"unknown target {shorten(repr(target))}: give fused, audio, video, or one of the bundle's "
                      f"{len(labels)} labels (display name or mid)")
 
 

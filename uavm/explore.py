@@ -40,6 +40,7 @@ from .window import (
     Prediction,
     apply_spans,
     check_top_k,
+    check_weight,
     check_window,
     nothing_left,
     span_mask,
@@ -126,6 +127,7 @@ class Explorer:
         self.audio_feats = Store(cache_size * 4, budget=b)
         self.video_feats = Store(cache_size, budget=b)
         self.explained = Store(cache_size, budget=b)
+        self.swept = Store(cache_size, budget=b)
         self.degraded_windows = Store(cache_size, budget=b)  # (window, degradation) -> the degraded Window
         self.timelines = Store(8, budget=b)
         self.clips = Store(4, evict=lambda clip: clip.close(), budget=b)  # digest -> ClipFeatures of a timeline
@@ -382,6 +384,32 @@ class Explorer:
                                     black=self._black_feature(self._frame_shape(w)) if f.video is not None else None,
                                     lock=self.model_lock, progress=say)
         return self._once(self.explained, ekey, make, path)[0]
+
+    def sweep(self, path, kind: str, levels, start: float = 0.0, audio: bool = True, video: bool = True,
+              mute: Span = None, blank: Span = None, span: Span = None, seed: int = 0, target=None,
+              audio_weight: float = 0.5, digest: Optional[str] = None, audio_from=None,
+              audio_digest: Optional[str] = None, progress=None):
+        """``uavm.sweep`` of the window the explorer shows -> a Sweep, made once per clip and
+        parameters: the media decoded in a decode slot (cached with the explorer's other
+        windows), every level's networks under the model lock at once."""
+        from .sweep import check_sweep, sweep
+
+        start, mute, blank, levels, _, _ = check_sweep(self.pipe, kind, levels, start, mute, blank, span, seed, target)
+        check_weight(audio_weight)
+        say = progress or (lambda f, msg: None)
+        key = (digest or file_digest(path), round(float(start), 3))
+        if audio_from is not None:
+            audio_digest = audio_digest or file_digest(audio_from)
+        skey = key + (audio, video, mute, blank, kind, tuple(levels), span, seed, target, audio_weight, audio_digest)
+
+        def make():
+            w, _ = self.window(path, start, key[0], say, True, audio_from, audio_digest)
+            say(0.4, f"{len(levels)} levels through the networks")
+            sw = sweep(self.pipe, path, kind, levels, start, audio, video, mute, blank, span, seed, target,
+                       audio_weight, decoded=w, lock=self.model_lock)
+            sw.predictions = []  # the rows say it all; the predictions' attention is not kept
+            return sw
+        return self._once(self.swept, skey, make, path)[0]
 
     def _frame_shape(self, w: Window) -> tuple:
         return tuple(w.clip.frame_shape) if w.clip is not None else tuple(w.frames.shape[1:])

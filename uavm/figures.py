@@ -387,6 +387,45 @@ def explanation(e) -> go.Figure:
     return fig
 
 
+PASS_COLORS = {"audio": None, "video": None, "fused": "#444444"}  # audio and video: MODALITY_COLORS
+
+
+def sweep(sw) -> go.Figure:
+    """A Sweep (``uavm.sweep``; or its ``to_dict()``): each pass's score of the target class
+    against the level, the plain window's as a dotted line, a level where the pass's top-1 is
+    no longer its plain one hollow, one where its input is unfamiliar crossed."""
+    d = sw.to_dict() if hasattr(sw, "to_dict") else sw
+    rows = d["levels"]
+    plain, levels = rows[0], rows[1:]
+    x = [r["level"] for r in levels]
+    fig = go.Figure()
+    for m in ("audio", "video", "fused"):
+        if plain[m] is None:
+            continue
+        color = PASS_COLORS[m] or MODALITY_COLORS[m]
+        symbols = [("x" if r[m]["unfamiliar"] else "circle-open" if r[m]["top1"] != plain[m]["top1"] else "circle")
+                   for r in levels]
+        notes = [f"top-1 {r[m]['top1']}" + (" (changed)" if r[m]["top1"] != plain[m]["top1"] else "")
+                 + (", unfamiliar input" if r[m]["unfamiliar"] else "") for r in levels]
+        fig.add_trace(go.Scatter(x=x, y=[r[m]["score"] for r in levels], name=m, mode="lines+markers",
+                                 line=dict(color=color, width=3 if m == "fused" else 2),
+                                 marker=dict(symbol=symbols, size=10, line=dict(width=2, color=color)),
+                                 customdata=notes, legendgroup=m,
+                                 hovertemplate=f"{m} at %{{x:g}} {d['unit']}: %{{y:.3f}}, %{{customdata}}"
+                                               "<extra></extra>"))
+        fig.add_hline(y=plain[m]["score"], line=dict(color=color, dash="dot", width=1))
+    label = d["target"] if len(d["target"]) <= 30 else d["target"][:29] + "…"
+    clean_left = d["degradation"] in ("audio_snr", "video_size", "video_fps")  # larger is cleaner
+    fig.update_xaxes(title_text=f"{d['degradation'].replace('_', ' ')} ({d['unit']})",
+                     autorange="reversed" if clean_left else True)
+    fig.update_yaxes(title_text=f"P({label})", range=[0, 1.02])
+    fig.update_layout(height=360, margin=dict(l=60, r=20, t=30, b=100),
+                      title=dict(text="dotted: the plain window · hollow: top-1 changed · x: unfamiliar input",
+                                 font=dict(size=12)),
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.25, yanchor="top"))
+    return fig
+
+
 def html(*figs) -> str:
     """One self-contained page (plotly.js inlined once, so it opens offline)."""
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]

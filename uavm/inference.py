@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import media
+from . import media, ood
 from .bundle import Bundle
 from .errors import InputError, UAVMError
 from .explain import explain_clip
@@ -208,7 +208,8 @@ class Pipeline(FeatureExtractor):
             raise UAVMError(f"the model gave non-finite {bad[0]} scores (NaN or infinity) for this input: "
                             f"its weights may be damaged")
         asked = {"audio_weight": w} if w != 0.5 else {}
-        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, missing, asked)
+        return Prediction(self.bundle.labels, self.bundle.multilabel, logits, attention, missing, asked,
+                          ood.judge(self.bundle.ood, out, w))
 
     def predict(self, path, start: float = 0.0, audio: bool = True, video: bool = True,
                 mute=None, blank=None, degrade=None, audio_from=None, video_from=None,

@@ -112,6 +112,7 @@ class Pass:
     logits: Optional[torch.Tensor]  # (B, classes); None for a cross-modal model's modality passes
     attention: list = field(default_factory=list)  # per layer (B, heads, T, T)
     hidden: list = field(default_factory=list)  # per layer (B, T, dim)
+    embedding: Optional[torch.Tensor] = None  # (B, dim): the mean over time the classifier reads
 
 
 @dataclass
@@ -153,11 +154,13 @@ class UAVM(nn.Module):
         p = Pass(logits=None)
         x = self._specific(m, x, p)
         if self.heads is not None:
-            p.logits = self.heads[m](x.mean(dim=1))
+            p.embedding = x.mean(dim=1)
+            p.logits = self.heads[m](p.embedding)
             return p
         top = self.shared if self.shared is not None else self.upper[m]
         x = top(x, p.hidden, p.attention)
-        p.logits = top.head(x.mean(dim=1))
+        p.embedding = x.mean(dim=1)
+        p.logits = top.head(p.embedding)
         return p
 
     def forward(self, audio: Optional[torch.Tensor] = None, video: Optional[torch.Tensor] = None) -> Output:
@@ -182,7 +185,8 @@ class UAVM(nn.Module):
         xa = self._specific("audio", audio, a)
         xv = self._specific("video", video, v)
         x = self.shared(torch.cat([xa, xv], dim=1), j.hidden, j.attention)
-        j.logits = self.shared.head(x.mean(dim=1))
+        j.embedding = x.mean(dim=1)
+        j.logits = self.shared.head(j.embedding)
         # a and v keep the modality-specific layers' attention; they have no logits of their own
         return Output(audio=a, video=v, fused=j.logits, joint=j)
 

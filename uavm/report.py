@@ -56,6 +56,10 @@ def clip_report(clip: str, model: str, bundle, an, settings: dict, top_k: int, l
     for m, name in (("audio", "Audio only"), ("video", "Video only"), ("fused", "Fused")):
         top = pred.top(m, top_k) if pred is not None else None
         parts.append(f"<div><h3>{name}</h3>")
+        o = pred.ood.get(m) if pred is not None else None
+        if o and o["flag"]:
+            parts.append(f"<p class='why'>⚠️ unfamiliar input (score {o['score']:.1f} &gt; {o['threshold']:.1f}): "
+                         "do not trust this answer</p>")
         if top:
             parts.append(_table([(i + 1, t["label"], f"{t['score']:.1%}") for i, t in enumerate(top)],
                                 head=("", "class", "score")))

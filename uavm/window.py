@@ -66,6 +66,12 @@ class Prediction:
     # what the request changed, when it did: "sources" (modality -> the clip it came from),
     # "audio_weight" (not 0.5), "degraded" (uavm.degrade.Degrade.to_dict())
     asked: dict = field(default_factory=dict)
+    # pass -> {"score", "flag", "threshold"} (uavm.ood), or None: the bundle has no statistics
+    ood: dict = field(default_factory=dict)
+
+    def unfamiliar(self, which: str) -> bool:
+        o = self.ood.get(which)
+        return bool(o and o["flag"])
 
     def scores(self, which: str) -> Optional[np.ndarray]:
         z = self.logits.get(which)
@@ -87,7 +93,8 @@ class Prediction:
         d = {}
         for m in ("audio", "video", "fused"):
             z = self.logits.get(m)
-            d[m] = None if z is None else {"logits": [float(x) for x in z], "top": self.top(m, top_k)}
+            d[m] = None if z is None else {"logits": [float(x) for x in z], "top": self.top(m, top_k),
+                                           "ood": self.ood.get(m)}
         if attention:
             d["attention"] = {m: a.tolist() for m, a in self.attention.items()}
         if self.missing:

@@ -112,7 +112,9 @@ def _print_human(name: str, pred, k: int) -> None:
             why = pred.missing.get(m, "no prediction of its own (cross-modal model)" if m != "fused" else "")
             print(f"  {m:5s}  -  ({printable(why)})")
         else:
-            print(f"  {m:5s}  " + " | ".join(f"{printable(t['label'])} {t['score']:.3f}" for t in top))
+            o = pred.ood.get(m)
+            word = f"  [unfamiliar: {o['score']:.1f} > {o['threshold']:.1f}]" if o and o["flag"] else ""
+            print(f"  {m:5s}  " + " | ".join(f"{printable(t['label'])} {t['score']:.3f}" for t in top) + word)
     asked = pred.asked
     if "sources" in asked:
         print("  (audio from " + printable(asked["sources"]["audio"]) + ", video from "
@@ -212,9 +214,13 @@ def sweep(a) -> int:
     else:
         print(f"{printable(sw.clip)}: {kind.replace('_', ' ')} ({sw.unit}), the scores of {printable(sw.target)}")
         for r in sw.rows:
-            cells = [f"{m} {r[m]['score']:.3f} ({printable(r[m]['top1'])})" for m in ("audio", "video", "fused") if r[m]]
+            cells = [f"{m} {r[m]['score']:.3f} ({printable(r[m]['top1'])}{', unfamiliar' if r[m]['unfamiliar'] else ''})"
+                     for m in ("audio", "video", "fused") if r[m]]
             print(f"  {'plain' if r['level'] is None else format(r['level'], 'g'):>6s}  " + " | ".join(cells))
         print("  breaks: " + ", ".join(f"{m} {'never' if v is None else format(v, 'g')}" for m, v in sw.breaks.items()))
+        if sw.unfamiliar:
+            print("  unfamiliar from: " + ", ".join(f"{m} {'never' if v is None else format(v, 'g')}"
+                                                    for m, v in sw.unfamiliar.items()))
     return 0
 
 

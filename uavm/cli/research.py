@@ -1,4 +1,4 @@
-"""Commands for training and study: synth, train, evaluate, build-demo, analyze."""
+"""Commands for training and study: synth, train, evaluate, ood, build-demo, analyze."""
 from __future__ import annotations
 
 import json
@@ -45,6 +45,28 @@ def add(sub) -> None:
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.add_argument("--device", **DEVICE)
     s.set_defaults(fn=evaluate)
+
+    s = sub.add_parser("ood", help="familiarity statistics: fit them for a bundle, or check how often a set is "
+                       "flagged as unfamiliar (uavm.ood)")
+    what = s.add_subparsers(dest="what", required=True, metavar="ACTION")
+    f = what.add_parser("fit", help="fit a bundle's familiarity statistics on in-distribution clips and store "
+                        "them in the bundle (ood.safetensors and the config's \"ood\")")
+    add_bundle_options(f)
+    f.add_argument("--data", required=True, help="labelled clips the model was trained on (or like them): a "
+                   "feature data file, a clip list, or a folder with either")
+    f.add_argument("--held-out", help="more such clips, never used for the means, for the thresholds (default: "
+                   "--held-share of --data, drawn with --seed)")
+    f.add_argument("--held-share", type=float, default=0.2, help="without --held-out: the share of --data held out")
+    f.add_argument("--false-alarm", type=float, default=0.05, help="the share of held-out clips flagged")
+    f.add_argument("--seed", type=int, default=0, help="seed of the split and of a sample of a large set")
+    f.add_argument("--device", **DEVICE)
+    f.set_defaults(fn=ood_fit)
+    c = what.add_parser("check", help="how many clips of a set each pass flags as unfamiliar")
+    add_bundle_options(c)
+    c.add_argument("clips", nargs="+", metavar="CLIP", help="clips or folders of clips")
+    c.add_argument("--json", action="store_true", help="one JSON object")
+    c.add_argument("--device", **DEVICE)
+    c.set_defaults(fn=ood_check)
 
     s = sub.add_parser("build-demo", help="rebuild the embedded demo models and examples from scratch")
     s.add_argument("--out", help="where the bundles go (default: the weights/ folder the demo is loaded from)")
@@ -117,7 +139,7 @@ def train(a) -> int:
     from ..features import Preprocessing
     from ..inference import pick_device
     from ..model import UAVM
-    from ..train import FeatureSet, Trainer, distributed, evaluate
+    from ..train import FeatureSet, Trainer, distributed, evaluate, fit_familiarity
 
     labels = read_labels(a.labels)
     dataset = a.dataset or ("audioset" if len(labels) == 527 else "vggsound")
@@ -146,11 +168,14 @@ def train(a) -> int:
         history = trainer.fit()
         if distributed.is_main():
             final = evaluate(trainer.model, val, device) if val else None
+            # the familiarity statistics: the training clips' embeddings, thresholds on --val's
+            fam = fit_familiarity(trainer.model, train_set, val, device=device, source=str(a.data)) if val else None
             save_bundle(out, trainer.model.cpu(), pre, labels, extractors=extractors, share_extractors=True,
                         task={"loss": recipe.loss, "dataset": dataset}, name=out.name,
                         provenance={"trained_on": str(a.data), "recipe": recipe.__dict__,
-                                    "history": history.epochs, "val": final, "built_with": "uavm train"})
-            print(f"wrote bundle {out}")
+                                    "history": history.epochs, "val": final, "built_with": "uavm train"}, ood=fam)
+            print(f"wrote bundle {out}" + ("" if fam else " (no --val: no familiarity statistics; "
+                                                          "`uavm ood fit` makes them)"))
         distributed.barrier()  # the other ranks wait while rank 0 writes the bundle
     return 0
 
@@ -175,6 +200,75 @@ def evaluate(a) -> int:
             v = res[m]
             print(f"{m:5s}  " + ("-" if v is None else f"top-1 accuracy {100 * v['acc']:.2f}%  mAP {100 * v['mAP']:.2f}%"))
     return 0
+
+
+def ood_fit(a) -> int:
+    import tempfile
+
+    from ..bundle import load_bundle, write_familiarity
+    from ..errors import UAVMError, number
+    from ..hub import reseal
+    from ..inference import Pipeline
+    from ..train import FeatureSet, feature_data, fit_familiarity
+    from ..train.familiar import split_rows
+    from .options import err
+
+    share = number("--held-share", a.held_share, lo=0.01, hi=0.9)
+    fa = number("--false-alarm", a.false_alarm, lo=0.001, hi=0.5)
+    folder = Path(bundle_of(a))
+    pipe = Pipeline(load_bundle(folder), a.device)
+    labels, seq = pipe.bundle.labels, pipe.pre.seq_len
+    with tempfile.TemporaryDirectory() as tmp:  # clip lists: extracted with the bundle's own extractors
+        data = FeatureSet(feature_data(pipe, a.data, Path(tmp) / "data", log=err), labels, seq)
+        if a.held_out:
+            held, rows = FeatureSet(feature_data(pipe, a.held_out, Path(tmp) / "held", log=err), labels, seq), (None, None)
+        else:
+            if len(data) < 10:
+                raise UAVMError(f"{a.data}: {len(data)} clips; give at least 10, or --held-out")
+            held, rows = data, split_rows(len(data), share, a.seed)
+        fam = fit_familiarity(pipe.bundle.model, data, held, fa, pipe.device, source=str(a.data), seed=a.seed,
+                              train_rows=rows[0], held_rows=rows[1])
+    write_familiarity(folder, fam)
+    reseal(folder)  # a converted model's SHA256SUMS now lists the statistics too
+    print(f"wrote {folder / 'ood.safetensors'}: fitted on {fam.fitted['clips']} clips, thresholds at "
+          f"{100 * (1 - fa):g}% of {fam.fitted['held_out']} held-out clips: "
+          + ", ".join(f"{m} {p.threshold:.2f}" for m, p in fam.passes.items()))
+    return 0
+
+
+def ood_check(a) -> int:
+    from ..bundle import load_bundle
+    from ..errors import UAVMError
+    from ..inference import Pipeline
+    from .clips import expand_clips
+    from .options import clip_failed
+
+    pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
+    if pipe.bundle.ood is None:
+        raise UAVMError(f"{pipe.bundle.name} has no familiarity statistics (`uavm ood fit` makes them)")
+    clips, problems = expand_clips(a.clips)
+    for name, e in problems:
+        clip_failed(name, e, a.json)
+    counts = {m: [0, 0] for m in ("audio", "video", "fused")}
+    failed = 0
+    for name, pred in pipe.predict_many(clips):
+        if isinstance(pred, Exception):
+            failed += 1
+            clip_failed(name, pred, a.json)
+            continue
+        for m, o in pred.ood.items():
+            if o is not None:
+                counts[m][0] += 1
+                counts[m][1] += o["flag"]
+    res = {"bundle": pipe.bundle.name, "clips": len(clips) - failed, "failed": failed,
+           **{m: {"clips": n, "flagged": k, "rate": round(k / n, 4) if n else None} for m, (n, k) in counts.items()}}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for m in ("audio", "video", "fused"):
+            n, k = counts[m]
+            print(f"{m:5s}  " + (f"{k} of {n} flagged as unfamiliar ({100 * k / n:.1f}%)" if n else "-"))
+    return 1 if failed or problems else 0
 
 
 def build_demo(a) -> int:

@@ -17,13 +17,18 @@ def add(sub) -> None:
                    "clips with known event times for the finding; 0 skips it)")
     s.add_argument("--explain", action="store_true", help="`uavm explain` instead: its time on one clip, and how "
                    "often its peaks fall inside the events of generated clips (docs/explain.md)")
-    s.add_argument("--seed", type=int, default=0, help="with --explain: the generated clips' seed")
+    s.add_argument("--seed", type=int, help="the generated clips' seed (with --explain, default 0; with --ood, "
+                   "default 9: a seed no demo model was trained or fitted on)")
     s.add_argument("--repeat", type=int, default=5, help="timed repetitions of each stage")
     s.add_argument("--precision", **PRECISION)
     s.add_argument("--batch", type=int, default=0, help="clips per backbone pass (default 8 on a GPU, 1 on the CPU)")
     s.add_argument("--agreement", type=int, metavar="CLIPS", help="instead: compare --precision's answers with "
                    "fp32's on the example clips and CLIPS generated ones (top-1 agreement, largest logit difference)")
     s.add_argument("--compile", action="store_true", help="torch.compile the backbones (compile time in cold start)")
+    s.add_argument("--ood", action="store_true", help="instead: the familiarity flag's false-alarm rate on --clips "
+                   "generated clips per class of a seed nothing was fitted on, and its detection rate on the real "
+                   "sounds and pictures of Debian's sound-theme-freedesktop, oxygen-sounds and wallpaper packages, "
+                   "where installed (default: the three demo models)")
     s.add_argument("--page", action="store_true", help="instead: what a user waits for in the browser (launches the "
                    "app and Debian's chromium through Playwright; toggles = 4 x --repeat)")
     s.add_argument("--json", action="store_true", help="one JSON object")
@@ -48,6 +53,8 @@ def bench(a) -> int:
 
     if a.explain:
         return bench_explain(a)
+    if a.ood:
+        return bench_ood(a)
     if a.agreement is not None:
         from ..tools.bench import agreement
 
@@ -89,12 +96,27 @@ def bench_explain(a) -> int:
     if not a.json:
         print(json.dumps(r["timing"], indent=1))
     if clips and not a.size:  # random weights explain nothing: no finding for them
-        r["finding"] = explainbench.finding({Path(b).name: b for b in [_bundle(a)]} if a.bundle or a.model else demo_bundles(), clips, a.seed,
+        r["finding"] = explainbench.finding({Path(b).name: b for b in [_bundle(a)]} if a.bundle or a.model else demo_bundles(), clips, a.seed or 0,
                                             a.device, log)
         if not a.json:
             print(json.dumps(r["finding"], indent=1))
     if a.json:
         print(json.dumps(r))
+    return 0
+
+
+def bench_ood(a) -> int:
+    from pathlib import Path
+
+    from ..assets import demo_bundles
+    from ..errors import number
+    from ..tools import oodbench
+
+    clips = number("--clips", a.clips, lo=1, hi=200, integer=True)
+    bundles = {Path(b).name: b for b in [_bundle(a)]} if a.bundle or a.model else demo_bundles()
+    r = oodbench.run(bundles, clips, oodbench.UNSEEN_SEED if a.seed is None else a.seed, a.device,
+                     log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(r) if a.json else oodbench.table(r))
     return 0
 
 

@@ -1,14 +1,16 @@
 """The embedded demo: the whole recipe from nothing to ``weights/``.
 
-1. generate train / val / test corpora (``uavm.corpus``; the test seed is never trained on);
+1. generate train / val / test / held corpora (``uavm.corpus``; the test and held seeds are
+   never trained on);
 2. train the feature extractors, as in the paper, then freeze them: the audio ConvNeXt
    on fbanks with the clip labels (the paper's in-domain audio extractor), the video
    ConvNeXt on single frames to name the object in view (the role ImageNet plays in
    the paper);
 3. extract features once;
 4. train UAVM and both baselines on them with Algorithm 1 and the released recipe;
-5. evaluate audio-only, video-only and fused on the test corpus, and write the bundles
-   (sharing one extractor set), the report and example clips.
+5. fit each model's familiarity statistics (``uavm.ood``: the training clips' embeddings,
+   thresholds on the held corpus), evaluate audio-only, video-only and fused on the test
+   corpus, and write the bundles (sharing one extractor set), the report and example clips.
 """
 from __future__ import annotations
 
@@ -23,12 +25,12 @@ import torch.nn.functional as F
 
 from .. import media
 from ..assets import CAPTIONS
-from ..bundle import load_extractors, save_bundle, save_extractors
+from ..bundle import load_bundle, load_extractors, save_bundle, save_extractors
 from ..features import AudioPre, Extractor, Preprocessing, VideoPre, fbank, normalize_frames
 from ..files import write_json
-from ..inference import FeatureExtractor
+from ..inference import FeatureExtractor, Pipeline
 from ..model import UAVM, ModelConfig
-from ..train import FeatureSet, Recipe, Trainer, evaluate
+from ..train import FeatureSet, Recipe, Trainer, evaluate, fit_familiarity
 from ..train.data import extract_features, read_datafile, resolve
 from . import corpus
 
@@ -38,7 +40,8 @@ class DemoConfig:
     train_per_class: int = 60
     val_per_class: int = 10
     test_per_class: int = 20
-    seed: int = 0  # train seed; val uses seed + 1, test seed + 2, examples seed + 3
+    held_per_class: int = 30  # the familiarity thresholds' held-out clips (uavm.ood), never trained on
+    seed: int = 0  # train seed; val uses seed + 1, test seed + 2, examples seed + 3, held seed + 4
     convnext_depths: tuple = (1, 1, 2, 1)
     convnext_dims: tuple = (16, 32, 64, 128)
     short_side: int = 128
@@ -60,7 +63,8 @@ class DemoConfig:
     @classmethod
     def tiny(cls) -> DemoConfig:
         """Seconds, not minutes: for the end-to-end test."""
-        return cls(train_per_class=2, val_per_class=1, test_per_class=1, convnext_dims=(8, 16, 16, 32),
+        return cls(train_per_class=2, val_per_class=1, test_per_class=1, held_per_class=1,
+                   convnext_dims=(8, 16, 16, 32),
                    audio_epochs=1, audio_windows_per_clip=2, video_epochs=1, video_frames_per_clip=2, embed_dim=32, shared_dim=16,
                    epochs=2, batch_size=8, examples=1)
 
@@ -185,6 +189,22 @@ def train_video_extractor(entries: list, clips: list, cfg: DemoConfig, log=_log)
     return ext
 
 
+def make_example(path: Path, cls: int, seed: int, judge=None, tries: int = 20) -> int:
+    """The example clip of a class: the first clip of the examples' seed that the demo UAVM
+    (``judge``, a Pipeline) answers right and finds familiar in every pass (``uavm.ood``), so
+    that a first click shows what the model does on data like its own; -> its index. (An
+    unfamiliar input is shown by swapping or degrading one.) Without a judge, the first."""
+    for i in range(tries if judge is not None else 1):
+        corpus.make_clip(path, cls, corpus.clip_seed(seed, "examples", cls, i))
+        if judge is None:
+            return i
+        pred = judge.predict(path)
+        right = int(pred.scores("fused").argmax()) == cls
+        if right and not any(pred.unfamiliar(m) for m in ("audio", "video", "fused")):
+            return i
+    return i  # none of them: the last one tried is kept
+
+
 def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
     """Run the whole recipe; returns the report (also written to out/demo-report.json)."""
     t_start = time.time()
@@ -192,7 +212,7 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     splits = {"train": (cfg.train_per_class, cfg.seed), "val": (cfg.val_per_class, cfg.seed + 1),
-              "test": (cfg.test_per_class, cfg.seed + 2)}
+              "test": (cfg.test_per_class, cfg.seed + 2), "held": (cfg.held_per_class, cfg.seed + 4)}
     timings = {}
     t = time.time()
     for split, (n, seed) in splits.items():
@@ -244,6 +264,8 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
         trainer = Trainer(model, sets["train"], recipe, sets["val"], log=log)
         history = trainer.fit()
         test = evaluate(model, sets["test"])
+        ood = fit_familiarity(model, sets["train"], sets["held"], source="uavm synth corpus, train split; "
+                              f"held-out: {cfg.held_per_class} clips per class, seed {cfg.seed + 4}")
         save_bundle(out / name, model, pre, labels, extractors=extractors, share_extractors=True,
                     task={"loss": "ce", "dataset": "uavm-synth"}, name=name,
                     provenance={"trained_on": "uavm synth corpus (uavm.corpus), train split "
@@ -251,7 +273,7 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
                                 "not real-world audio or video",
                                 "recipe": asdict(recipe), "history": history.epochs,
                                 "test": {"seed": cfg.seed + 2, "clips": len(sets["test"]), **test},
-                                "built_with": "uavm build-demo"})
+                                "built_with": "uavm build-demo"}, ood=ood)
         report["models"][name] = {"test": test, "train_seconds": round(time.time() - t, 1)}
         log(f"{name} on the test seed: " + ", ".join(
             f"{m} {100 * v['acc']:.1f}%" for m, v in test.items() if v))
@@ -261,9 +283,10 @@ def build(out, work, cfg: DemoConfig = DemoConfig(), log=_log) -> dict:
     ex.mkdir(exist_ok=True)
     pick = np.linspace(0, len(corpus.CLASSES) - 1, cfg.examples).round().astype(int)
     captions = {}
+    judge = Pipeline(load_bundle(out / "demo-uavm"), "cpu") if (out / "demo-uavm").is_dir() else None
     for c in pick:
         name = corpus.example_name(int(c))
-        corpus.make_clip(ex / f"{name}.mp4", int(c), corpus.clip_seed(cfg.seed + 3, "examples", int(c), 0))
+        make_example(ex / f"{name}.mp4", int(c), cfg.seed + 3, judge)
         captions[f"{name}.mp4"] = corpus.example_caption(int(c))
     write_json(ex / CAPTIONS, {"format": "uavm-examples", "clips": captions})
     timings["examples"] = time.time() - t

@@ -19,12 +19,12 @@ resumable HTTP and file transfer), ``fetch`` (``uavm download`` and ``--verify``
 from .convert import ensure
 from .fetch import download, verify
 from .hfhub import HF, from_hf_hub, push, self_contained
-from .integrity import SUMS, IntegrityError, cache_dir, check_file, check_folder
+from .integrity import SUMS, IntegrityError, cache_dir, check_file, check_folder, reseal
 from .names import available, catalog, converted, is_name, load, names, resolve
 from .transfer import TRIES, DownloadError
 
 __all__ = [
     "HF", "SUMS", "TRIES", "DownloadError", "IntegrityError", "available", "cache_dir", "catalog", "check_file", "check_folder",
-    "converted", "download", "ensure", "from_hf_hub", "is_name", "load", "names", "push", "resolve",
+    "converted", "download", "ensure", "from_hf_hub", "is_name", "load", "names", "push", "reseal", "resolve",
     "self_contained", "verify",
 ]

@@ -115,6 +115,21 @@ def _write_sums(folder: Path) -> None:
     write_text(folder / SUMS, "".join(f"{_digest(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
 
 
+def reseal(folder: Path, changed=("config.json", "ood.safetensors")) -> bool:
+    """A folder uavm changed on purpose (``uavm ood fit`` adds statistics to a converted model):
+    every other file it lists checked, then SHA256SUMS written anew, if it has one. -> whether it had."""
+    folder = Path(folder)
+    sums = folder / SUMS
+    if not sums.is_file():
+        return False
+    kept = [line for line in sums.read_text(encoding="utf-8", errors="replace").splitlines()
+            if line[66:] not in changed]
+    write_text(sums, "".join(f"{line}\n" for line in kept))
+    check_folder(folder)  # nothing else changed since it was written
+    _write_sums(folder)
+    return True
+
+
 def check_folder(folder: Path, redo: str = "delete it and it is converted again from the downloaded files") -> None:
     """Every file a converted (or copied) folder lists in SHA256SUMS is there, unchanged."""
     sums = folder / SUMS

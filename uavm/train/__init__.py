@@ -5,6 +5,7 @@ recipe, the paper's metrics, and the same commands under torchrun.
     metrics.py      top-1 accuracy and mAP
     recipe.py       Recipe: the released training recipe as data
     trainer.py      Trainer (Algorithm 1), evaluate
+    familiar.py     the familiarity statistics (uavm.ood) from training and held-out sets
     distributed.py  torchrun: process groups, shards, barriers
 
 Names are imported on first use, so that ``uavm.train.recipe`` (the command line's options)
@@ -16,9 +17,10 @@ from .metrics import average_precision, metrics  # numpy only; `metrics` is also
 from .recipe import Recipe
 
 _EXPORTS = {"DataError": "data", "FeatureSet": "data", "extract_features": "data", "feature_data": "data",
-            "read_datafile": "data", "Trainer": "trainer", "evaluate": "trainer", "predict_set": "trainer"}
+            "read_datafile": "data", "Trainer": "trainer", "evaluate": "trainer", "predict_set": "trainer",
+            "fit_familiarity": "familiar"}
 __all__ = ["DataError", "FeatureSet", "Recipe", "Trainer", "average_precision", "evaluate", "extract_features",
-           "feature_data", "metrics", "predict_set", "read_datafile"]
+           "feature_data", "fit_familiarity", "metrics", "predict_set", "read_datafile"]
 
 
 def __getattr__(name):
