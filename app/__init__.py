@@ -6,7 +6,8 @@ decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches 
 
     layout.py   the page's components and events (build_app)
     page.py     what each event does: Settings -> outputs by name
-    api.py      the HTTP API (/predict, /timeline)
+    api.py      the HTTP API (/predict, /timeline, /sweep)
+    live.py     the Live tab's pushes and sessions
     serving.py  uploads, checked requests, models and locks, sessions, logins
     page.js, page.css   the page's script and styles
 """

@@ -61,6 +61,7 @@ class Janitor:
                                            getattr(self.blocks, "_queue", None))
         # uploads an hour after their last use; files directly in the upload folder are what a
         # dropped upload left (Gradio moves finished ones into a folder of their own)
+        out["live"] = s.live.sweep() if hasattr(s, "live") else 0  # live windows without a push for IDLE_S
         out["uploads"] = remove_old(self.upload_dir, self.upload_keep)
         out["partial"] = self._partial()
         out["written"] = remove_old(s.workdir, self.workdir_keep)

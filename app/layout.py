@@ -192,6 +192,29 @@ def _results(P: Page, bundle) -> dict:
                 P("sweep_btn", gr.Button("Sweep", elem_id="sweep", scale=1))
             P("sweep_text", gr.Markdown(elem_id="sweep-summary"))
             P("sweep_plot", gr.Plot(elem_id="plot-sweep", show_label=False, visible=False))
+        with gr.Tab("Live", elem_id="tab-live") as tabs["live"]:
+            pre = bundle.preprocessing
+            gr.Markdown("Your camera and microphone: the last 10 s answered about once a second by each pass and "
+                        "fused, with the attention of the layer chosen in the Attention tab. Either device may be "
+                        "missing or refused: the other pass still answers. Nothing is recorded or kept.")
+            with gr.Row():
+                P("live_start", gr.Button("Start", elem_id="live-start", variant="primary", scale=0, min_width=90))
+                P("live_stop", gr.Button("Stop", elem_id="live-stop", scale=0, min_width=90))
+                P("live_audio", gr.Checkbox(True, label="Audio on", elem_id="live-audio", min_width=90))
+                P("live_video", gr.Checkbox(True, label="Video on", elem_id="live-video", min_width=90))
+            gr.HTML(f'<div id="live-box" data-rate="{pre.audio.sample_rate}" data-fps="{pre.video.fps:g}" '
+                    f'data-side="{pre.video.short_side}"><video id="live-preview" muted playsinline autoplay>'
+                    '</video><div id="live-lag"></div></div>', elem_id="live-media")
+            P("live_status", gr.Markdown("Press Start to use your camera and microphone.", elem_id="live-status"))
+            with gr.Row():
+                P("live_audio_label", gr.Label(label="Audio only", elem_id="live-audio-label"))
+                P("live_video_label", gr.Label(label="Video only", elem_id="live-video-label"))
+                P("live_fused", gr.Label(label="Fused", elem_id="live-fused"))
+            P("live_note", gr.Markdown(elem_id="live-note"))
+            P("live_strip", gr.HTML(elem_id="live-strip"))
+            gr.HTML('<div id="live-attention-plot"></div>', elem_id="live-attention")
+            P("live_attention", gr.Textbox(elem_id="live-attention-json", elem_classes=["uavm-data"],
+                                           show_label=False, container=False))
         with gr.Tab("Heard and seen", elem_id="tab-player") as tabs["player"]:
             gr.Markdown("The 10 s window as the model got it: its frames at 3 fps (a blanked span black) and the "
                         "sound it heard (a muted span silent).")
@@ -222,6 +245,8 @@ def _hidden(P: Page) -> None:
     P("answered", gr.Number(elem_id="answered", **data))  # painted: reconcile asks whether it is current
     P("checked", gr.Number(elem_id="checked", **data))  # skipped, or current: the page counts it
     P("window_at", gr.Textbox(elem_id="window-at", **data))
+    P("live_push", gr.Textbox(elem_id="live-push", **data))  # the page's script writes each push here
+    P("live_ack", gr.Number(elem_id="live-ack", **data))  # the push answered: the script may send the next
 
 
 # -- wiring --------------------------------------------------------------------------------------
@@ -282,7 +307,12 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     P["explain_btn"].click(**call(page.explain_tab, EXPLAIN))
     P["target"].input(**call(page.explain_tab, EXPLAIN, trigger_mode="always_last"))
     tabs["explain"].select(lambda: True, None, P["explain_open"], **priv).then(**call(page.explain_tab, EXPLAIN))
-    for name in ("attention", "sweep", "player", "compare", "export"):
+    P["live_push"].change(**call(page.live_push, page.LIVE_OUT, trigger_mode="always_last", show_progress="hidden"))
+    P["live_start"].click(None, None, None, js=js("liveStart"))
+    P["live_stop"].click(**call(page.live_stop, page.LIVE_OUT, js=js("liveStop")))
+    for box, draw in (("live_ack", "liveAck"), ("live_attention", "drawLiveAttention")):
+        P[box].change(None, P[box], None, js=js(draw))
+    for name in ("attention", "sweep", "live", "player", "compare", "export"):
         tabs[name].select(lambda: False, None, P["explain_open"], **priv)
     # one event for the button and Enter: a later request is never overtaken by an earlier one
     gr.on([P["sweep_btn"].click, P["sweep_levels"].submit], **call(page.sweep_tab, SWEEP, trigger_mode="always_last"))

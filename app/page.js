@@ -113,4 +113,171 @@
     if (div && div.data && window.Plotly) { window.Plotly.relayout(div, {shapes: outline()}); }
     return [];
   };
+
+  // -- the Live tab: the camera's frames at the model's rate and the microphone's sound, sent
+  // about once a second through a hidden box (layout: live_push). The next push waits for the
+  // last one's answer (live_ack), so a slow server skips refreshes instead of queueing them.
+  const live = uavm.live = {running: false, seq: 0, inflight: null, lags: [], answers: 0};
+  const b64 = (bytes) => {
+    let s = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) { s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000)); }
+    return btoa(s);
+  };
+  const now = () => (performance.now() - live.t0) / 1000;  // seconds since Start: the times sent
+  const send = () => {
+    if (!live.running) return;
+    if (live.inflight && performance.now() - live.inflight.at < 10000) return;  // still answering: skip
+    const box = document.querySelector('#live-push textarea, #live-push input');
+    if (!box) return;
+    const frames = live.frames.splice(0);
+    let audio = null;
+    if (live.pcm.length) {
+      const n = live.pcm.reduce((k, c) => k + c.length, 0);
+      const keep = Math.min(n, live.rate * 8);  // a long stall: the newest 8 s only (the rest is a gap)
+      const out = new Int16Array(keep);
+      let j = keep;
+      for (let i = live.pcm.length - 1; i >= 0 && j > 0; i--) {
+        const c = live.pcm[i];
+        const take = Math.min(c.length, j);
+        out.set(c.subarray(c.length - take), j - take);
+        j -= take;
+      }
+      audio = {t: live.pcmEnd - keep / live.rate, rate: live.rate, pcm: b64(new Uint8Array(out.buffer))};
+      live.pcm = [];
+    }
+    if (!frames.length && !audio && !Object.keys(live.errors).length) return;
+    const newest = Math.max(live.pcmEnd || 0, ...frames.map((f) => f.t));
+    live.seq += 1;
+    live.inflight = {seq: live.seq, at: performance.now(), newest};
+    box.value = JSON.stringify({seq: live.seq, frames, audio, errors: live.errors});
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  uavm.liveAck = (n) => {
+    const v = Number(n);
+    if (live.inflight && v === live.inflight.seq) {
+      live.lags.push(now() - live.inflight.newest);  // the newest sample answered, against the clock
+      if (live.lags.length > 120) live.lags.shift();
+      live.answers += 1;
+      live.inflight = null;
+      const el = document.getElementById('live-lag');
+      if (el) {
+        const sorted = live.lags.slice().sort((a, b) => a - b);
+        const rate = live.answers / Math.max(now(), 1e-3);
+        el.textContent = `${live.answers} answers, ${rate.toFixed(2)} a second; lag ${sorted[sorted.length >> 1].toFixed(2)} s (median)`;
+      }
+    }
+    return [];
+  };
+  uavm.liveStart = async () => {
+    if (live.running) return [];
+    const box = document.getElementById('live-box');
+    live.rate = Number(box.dataset.rate); live.fps = Number(box.dataset.fps); live.side = Number(box.dataset.side);
+    Object.assign(live, {running: true, t0: performance.now(), frames: [], pcm: [], pcmEnd: 0, errors: {},
+                         lags: [], answers: 0, inflight: null, streams: []});
+    const media = navigator.mediaDevices;
+    const open = async (what, kind) => {
+      try { const s = await media.getUserMedia(what); live.streams.push(s); return s; }
+      catch (e) { live.errors[kind] = (e && e.name) || 'refused'; return null; }
+    };
+    const cam = media ? await open({video: {width: {ideal: 640}, height: {ideal: 480}}}, 'video') : null;
+    const mic = media ? await open({audio: {channelCount: 1, echoCancellation: false, noiseSuppression: false,
+                                            autoGainControl: false}}, 'audio') : null;
+    if (!media) { live.errors = {audio: 'no media devices on this page', video: 'no media devices on this page'}; }
+    if (cam) {
+      const v = document.getElementById('live-preview');
+      v.srcObject = cam;
+      await v.play().catch(() => {});
+      const canvas = document.createElement('canvas');
+      live.grab = setInterval(() => {
+        if (!v.videoWidth) return;
+        const s = live.side / Math.min(v.videoWidth, v.videoHeight);
+        canvas.width = Math.round(v.videoWidth * s); canvas.height = Math.round(v.videoHeight * s);
+        canvas.getContext('2d').drawImage(v, 0, 0, canvas.width, canvas.height);
+        live.frames.push({t: now(), jpeg: canvas.toDataURL('image/jpeg', 0.85).split(',')[1]});
+        if (live.frames.length > 12) live.frames.shift();
+      }, 1000 / live.fps);
+    }
+    if (mic) {
+      const ctx = live.ctx = new AudioContext({sampleRate: live.rate});
+      const src = ctx.createMediaStreamSource(mic);
+      const proc = live.proc = ctx.createScriptProcessor(4096, 1, 1);
+      proc.onaudioprocess = (e) => {
+        const x = e.inputBuffer.getChannelData(0);
+        const q = new Int16Array(x.length);
+        for (let i = 0; i < x.length; i++) q[i] = Math.max(-32768, Math.min(32767, Math.round(x[i] * 32767)));
+        if (!live.pcmEnd) live.pcmEnd = now() - x.length / live.rate;
+        live.pcm.push(q);
+        live.pcmEnd += x.length / live.rate;
+      };
+      src.connect(proc); proc.connect(ctx.destination);  // (its output is silence: it copies nothing)
+    }
+    live.timer = setInterval(send, 1000);
+    return [];
+  };
+  uavm.liveStop = (...args) => {
+    live.running = false;
+    clearInterval(live.timer); clearInterval(live.grab);
+    for (const s of live.streams || []) for (const t of s.getTracks()) t.stop();
+    if (live.proc) live.proc.disconnect();
+    if (live.ctx) live.ctx.close().catch(() => {});
+    live.ctx = live.proc = null;
+    const v = document.getElementById('live-preview');
+    if (v) v.srcObject = null;
+    return args;
+  };
+  uavm.drawLiveAttention = (json) => { draw('live-attention-plot', json); return []; };
+
+  // -- follow playback: a cursor at the player's time on the attention heatmaps (and the
+  // spectrogram under them), the Explain curves and the timeline; a click on any of them
+  // seeks the player (on the timeline it also moves the window, as above).
+  const PLOTS = {  // div -> the axes (x ref, y ref) the cursor is drawn on
+    'temporal-plot': [['x', 'paper']],
+    'timeline-div': [['x', 'paper']],
+    'plot-explain': [['x', 'y domain'], ['x2', 'y2 domain']],
+  };
+  const plotDiv = (id) => {
+    const el = document.getElementById(id);
+    if (!el) return null;
+    return el.classList.contains('js-plotly-plot') ? el : el.querySelector('.js-plotly-plot');
+  };
+  const player = () => document.querySelector('#video-in video');
+  uavm.playhead = null;
+  const cursor = (id, t) => {
+    const div = plotDiv(id);
+    if (!div || !div.layout || !window.Plotly) return;
+    const shapes = div.layout.shapes || [];
+    const had = shapes.find((sh) => sh.name === 'playhead');
+    if ((had ? had.x0 : null) === t) return;  // drawn there already: nothing to do
+    const keep = shapes.filter((sh) => sh.name !== 'playhead');
+    const lines = t === null ? [] : PLOTS[id].map(([x, y]) => ({type: 'line', name: 'playhead', xref: x, yref: y,
+      x0: t, x1: t, y0: 0, y1: 1, line: {color: '#e4572e', width: 2}, layer: 'above'}));
+    window.Plotly.relayout(div, {shapes: keep.concat(lines)});
+  };
+  const follow = () => {
+    const v = player();
+    const t = v && v.readyState > 0 ? Math.round(v.currentTime * 100) / 100 : null;
+    uavm.playhead = t;
+    for (const id of Object.keys(PLOTS)) cursor(id, t);
+  };
+  const seekable = () => {
+    for (const id of Object.keys(PLOTS)) {
+      const div = plotDiv(id);
+      if (!div || div.__uavmSeek || !div.on) continue;
+      div.__uavmSeek = true;
+      div.on('plotly_click', (ev) => {
+        const p = ev && ev.points && ev.points[0];
+        const v = player();
+        if (!p || !v || typeof p.x !== 'number' || !Number.isFinite(p.x)) return;
+        v.currentTime = Math.max(0, Math.min(p.x, v.duration || p.x));
+        follow();
+      });
+    }
+    const v = player();
+    if (v && !v.__uavm) {
+      v.__uavm = true;
+      for (const e of ['timeupdate', 'seeked', 'loadedmetadata']) v.addEventListener(e, follow);
+    }
+  };
+  // figures are redrawn (a toggle, a new clip): the cursor and the clicks are put back
+  setInterval(() => { seekable(); follow(); }, 700);
 }

@@ -18,7 +18,8 @@ import gradio as gr
 import numpy as np
 
 from uavm import figures
-from uavm.errors import InputError, UAVMError, number, one_line, shorten
+from uavm.errors import InputError, UAVMError, flag, number, one_line, shorten
+from uavm.window import check_weight
 
 from .serving import Server, failure, public_message
 from .sessions import InOrder, session_of
@@ -55,6 +56,9 @@ class Settings:
     audio_weight: float = 0.5
     sweep_kind: str = "audio_snr"  # the Sweep tab: one degradation over levels
     sweep_levels: str = ""
+    live_push: str = ""  # the Live tab: the page's script's latest push of camera and microphone media
+    live_audio: bool = True
+    live_video: bool = True
     model: Optional[str] = None
     top_k: int = 5
     layer: Optional[int] = None
@@ -75,7 +79,8 @@ class Settings:
     def key(self) -> str:
         """A short fingerprint of what the answer depends on (the page keeps the painted one)."""
         keep = [repr(getattr(self, f.name)) for f in fields(self)
-                if f.name not in ("stamp", "painted", "pick", "full_open", "diff_open", "sweep_kind", "sweep_levels")]
+                if f.name not in ("stamp", "painted", "pick", "full_open", "diff_open", "sweep_kind", "sweep_levels")
+                and not f.name.startswith("live_")]
         return hashlib.sha256(json.dumps(keep).encode()).hexdigest()[:32]
 
     def span(self, which: str):
@@ -116,9 +121,9 @@ def level(name: str, text) -> Optional[float]:
         raise InputError(f"{name.replace('_', ' ')} must be a number or empty, got {shorten(str(text))}") from None
 
 
-def boundary(cleared):
-    """A handler's failures as its cleared outputs and one status line (``serving.failure``);
-    nothing when its client has left."""
+def boundary(cleared, status: str = "status"):
+    """A handler's failures as its cleared outputs and one line in its ``status`` box
+    (``serving.failure``); nothing when its client has left."""
     import functools
 
     def wrap(fn):
@@ -128,7 +133,7 @@ def boundary(cleared):
                 return fn(*args, **kwargs)
             except Exception as e:
                 msg = failure(e, fn.__name__)
-                return {} if msg is None else {**cleared(), "status": f"⚠️ {msg}"}
+                return {} if msg is None else {**cleared(), status: f"⚠️ {msg}"}
         return inner
     return wrap
 
@@ -321,6 +326,82 @@ def sweep_tab(server: Server, s: Settings, request=None, progress=None) -> dict:
             + (". Input unfamiliar: " + ", ".join(f"{m} {odd(m, v)}" for m, v in sw.unfamiliar.items())
                if sw.unfamiliar else "") + ".")
     return {"sweep_text": text, "sweep_plot": gr.Plot(figures.sweep(sw), visible=True), "status": gr.skip()}
+
+
+# -- the Live tab --------------------------------------------------------------------------------
+LIVE_OUT = ("live_audio_label", "live_video_label", "live_fused", "live_note", "live_strip", "live_attention",
+            "live_status", "live_ack")
+
+
+def cleared_live() -> dict:
+    return {**{f"live_{m}_label": gr.Label(value=None, label=t) for m, t in TITLES if m != "fused"},
+            "live_fused": gr.Label(value=None, label="Fused"), "live_note": "", "live_attention": ""}
+
+
+def _live_key(request) -> str:
+    key = session_of(request, "live")
+    if key is None:
+        raise InputError("the Live tab needs the page (a session)")
+    return key[1]
+
+
+@boundary(cleared_live, status="live_status")
+def live_push(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """One push of the page's camera and microphone: into this session's window, answered."""
+    from .live import parse_push, strip_html
+
+    name = s.model or server.names[0]
+    ex = server.models.get(name)
+    pre, cfg = ex.pipe.pre, ex.pipe.bundle.model.cfg
+    push = parse_push(s.live_push, pre.audio.sample_rate)
+    flag("live audio", s.live_audio)
+    flag("live video", s.live_video)
+    sess = server.live.get(_live_key(request), name, ex)
+    if not sess.lock.acquire(blocking=False):  # the page sends one push at a time: a second is dropped
+        return {"live_ack": push["seq"]}
+    try:
+        for t, frame in push["frames"]:
+            sess.live.add_frame(t, frame)
+        if push["audio"] is not None:
+            sess.live.add_audio(*push["audio"])
+        ans = sess.live.answer(flag("live audio", s.live_audio), flag("live video", s.live_video),
+                               check_weight(s.audio_weight))
+        pred = ans.prediction
+        tops = {m: (pred.top(m, 1) or [{}])[0].get("label") if pred is not None else None
+                for m in ("audio", "video", "fused")}
+        sess.history.append((ans.newest, tops))
+        strip = strip_html(sess.history, ex.pipe.bundle.labels)
+    finally:
+        sess.lock.release()
+    k = min(number("top k", s.top_k, integer=True, lo=1), len(ex.pipe.bundle.labels))
+    out = {"live_ack": push["seq"], "live_strip": strip}
+    missing = dict(pred.missing) if pred is not None else {}
+    for m, why in push["errors"].items():  # the page could not open that device: its own words
+        missing[m] = f"the {'microphone' if m == 'audio' else 'camera'} is not available ({why})"
+    for m, title in TITLES:
+        top = pred.top(m, k) if pred is not None else None
+        why = missing.get(m) if m != "fused" else None
+        if top is None and why is None and m != "fused" and pred is not None:
+            why = "no single-modality answer: the cross-modal model answers with both together"
+        if pred is not None and pred.unfamiliar(m):
+            why = "⚠️ unfamiliar input" + (f" · {why}" if why else "")
+        box = "live_fused" if m == "fused" else f"live_{m}_label"
+        out[box] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
+                            label=title + (f" — {why}" if why else ""))
+    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+    out["live_attention"] = figures.live_attention(pred, layer, cfg, pre.video.fps).to_json() if pred else ""
+    out["live_note"] = ood_note(pred, ex.pipe.bundle) if pred is not None else ""
+    secs = ans.seconds
+    out["live_status"] = (f"**{name}** · the last {secs['audio']:.0f} s of sound and {secs['video']:.0f} s of frames"
+                          f" · answered in {ans.compute_ms:.0f} ms" + (f" · ⚠️ {ans.error}" if ans.error else ""))
+    return out
+
+
+def live_stop(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """Stop: this session's window is freed."""
+    key = session_of(request, "live")
+    dropped = server.live.drop(key[1]) if key else False
+    return {**cleared_live(), "live_strip": "", "live_status": "Stopped." if dropped else "Not running."}
 
 
 # -- the explanation -----------------------------------------------------------------------------

@@ -234,6 +234,9 @@ class Server:
         # a schedule and at exit (janitor.py)
         self.workdir = tempfile.mkdtemp(prefix="uavm-app-")
         self.max_windows = s.app_max_windows
+        from .live import LiveSessions
+
+        self.live = LiveSessions(s.live_sessions, s.live_minutes)
 
     def query(self, media, start=0.0, audio=True, video=True, mute=None, blank=None, model=None, top_k=5,
               api=False, audio_from=None, degrade: Optional[dict] = None, audio_weight=0.5) -> Query:

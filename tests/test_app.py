@@ -436,8 +436,11 @@ def test_in_a_browser_the_explain_panel_and_a_long_clips_timeline(server, browse
     b = min(fused, key=lambda b: abs(b["x"] - x))
     # the window shown (0-10 s) is outlined
     outline = page.evaluate("() => { const d = document.getElementById('timeline-div'); "
-                            "return (d.layout.shapes || []).map(s => [s.x0, s.x1]); }")
+                            "return (d.layout.shapes || []).filter(s => s.name !== 'playhead').map(s => [s.x0, s.x1]); }")
     assert outline == [[0, 10]], outline
+    # and the player's time is marked on it (follow playback: the player is at 0 s)
+    page.wait_for_function("() => (document.getElementById('timeline-div').layout.shapes || [])"
+                           ".some(s => s.name === 'playhead' && s.x0 === 0)", timeout=15_000)
     # the agreement row's colours are greys, never a class's
     colours = page.evaluate("() => document.getElementById('timeline-div').data.filter(t => t.y[0] === 'agree')"
                             ".flatMap(t => t.marker.color)")
@@ -446,7 +449,10 @@ def test_in_a_browser_the_explain_panel_and_a_long_clips_timeline(server, browse
     status_has(page, "window 25–35 s")
     assert "decoded and extracted" not in page.locator("#status").inner_text()  # served from the clip
     page.wait_for_function("() => JSON.stringify((document.getElementById('timeline-div').layout.shapes || [])"
-                           ".map(s => [s.x0, s.x1])) === '[[25,35]]'", timeout=30_000)  # the outline moved
+                           ".filter(s => s.name !== 'playhead').map(s => [s.x0, s.x1])) === '[[25,35]]'",
+                           timeout=30_000)  # the outline moved
+    page.wait_for_function("() => document.querySelector('#video-in video').currentTime >= 25", timeout=15_000)
+    # (and the player went where the click was)
     page.screenshot(path=str(tmp_path / "timeline-1440.png"), full_page=True)
     page.close()
 
@@ -626,3 +632,32 @@ def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, bro
                            timeout=60_000)
     assert "blur" in page.locator("#plot-sweep").inner_text() and error_badges(page) == 0
     page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
+
+
+@needs_chromium
+def test_in_a_browser_the_figures_follow_the_player_and_a_click_seeks_it(server, browser, tmp_path):
+    """A cursor at the player's time on the heatmaps; a click on the heatmap at t seconds puts
+    the player at t (the Explain curves and a long clip's timeline share the same code)."""
+    page = example_page(server, browser, "dog howling")
+    page.wait_for_function("() => document.querySelector('#temporal-plot')?.data?.length > 0", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#video-in video')?.readyState > 0", timeout=60_000)
+    page.evaluate("document.querySelector('#video-in video').currentTime = 3")
+    cursor_at = ("t => ((document.querySelector('#temporal-plot').layout.shapes || [])"
+                 ".find(s => s.name === 'playhead') || {}).x0 === t")
+    page.wait_for_function(cursor_at, arg=3, timeout=15_000)
+    page.locator("#temporal-plot").scroll_into_view_if_needed()
+    x, y = page.evaluate("""() => {
+        const div = document.querySelector('#temporal-plot'), L = div._fullLayout, r = div.getBoundingClientRect();
+        return [r.left + L.xaxis._offset + L.xaxis.l2p(6), r.top + L.yaxis._offset + L.yaxis._length / 4];
+    }""")
+    page.mouse.move(x, y)  # plotly takes a click where the pointer hovered first
+    page.wait_for_function("() => !!document.querySelector('#temporal-plot .hoverlayer .hovertext')", timeout=15_000)
+    page.mouse.click(x, y)  # on the heatmap at 6 s
+    page.wait_for_function("() => Math.abs(document.querySelector('#video-in video').currentTime - 6) < 0.34",
+                           timeout=15_000)
+    page.wait_for_function("() => { const s = (document.querySelector('#temporal-plot').layout.shapes || [])"
+                           ".find(s => s.name === 'playhead'); return s && Math.abs(s.x0 - 6) < 0.34; }",
+                           timeout=15_000)
+    assert error_badges(page) == 0
+    page.screenshot(path=str(tmp_path / "playhead.png"), full_page=True)
+    page.close()

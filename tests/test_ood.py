@@ -158,6 +158,7 @@ def test_familiarity_tensors_that_do_not_fit_the_model_are_refused_before_use(tm
         load_bundle(b)
 
 
+@pytest.mark.slow
 def test_every_demo_model_ships_statistics_and_its_examples_are_familiar():
     for name, folder in demo_bundles().items():
         p = Pipeline(load_bundle(folder), "cpu")

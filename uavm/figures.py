@@ -387,6 +387,34 @@ def explanation(e) -> go.Figure:
     return fig
 
 
+def live_attention(pred, layer: int, cfg, fps: float) -> go.Figure:
+    """The Live tab's attention: per pass, how much each time step of the window receives
+    (mean over queries) from each head of ``layer``; seconds from the window's start."""
+    rows = []
+    for name, att in passes_at(pred, layer, cfg) if pred is not None else []:
+        received = np.asarray(att).mean(axis=1)  # (heads, T'): the attention each step receives
+        if name == "joint":  # 2T tokens, audio first: each half on its own time axis
+            half = received.shape[1] // 2
+            rows += [("joint pass: audio steps", received[:, :half]), ("joint pass: video steps", received[:, half:])]
+        else:
+            rows.append((f"{name} pass", received))
+    if not rows:
+        return _empty("no attention at this layer")
+    fig = make_subplots(rows=len(rows), cols=1, vertical_spacing=0.18,
+                        subplot_titles=[f"{name}, layer {layer}" for name, _ in rows])
+    top = 0.0
+    for r, (_, received) in enumerate(rows, start=1):
+        top = max(top, float(received.max()))
+        t = np.arange(received.shape[1]) / fps
+        fig.add_trace(go.Heatmap(z=received, x=t, y=[f"head {h + 1}" for h in range(received.shape[0])],
+                                 coloraxis="coloraxis", hovertemplate="%{y} at %{x:.1f} s: %{z:.3f}<extra></extra>"),
+                      row=r, col=1)
+        fig.update_xaxes(ticksuffix=" s", row=r, col=1)
+    _colorbar(fig, top)
+    fig.update_layout(height=140 + 110 * len(rows), margin=dict(l=60, r=20, t=30, b=30))
+    return fig
+
+
 PASS_COLORS = {"audio": None, "video": None, "fused": "#444444"}  # audio and video: MODALITY_COLORS
 
 

@@ -50,6 +50,9 @@ class Settings:
                                10_000)
     client_events: int = _var("UAVM_CLIENT_EVENTS", 128, "requests one client address may have waiting or running",
                               1, 100_000)
+    live_sessions: int = _var("UAVM_LIVE_SESSIONS", 4, "pages streaming a camera and a microphone at once (the "
+                              "Live tab)", 0, 10_000)
+    live_minutes: float = _var("UAVM_LIVE_MINUTES", 30.0, "minutes one live session lasts", 0.1, 1e6)
     app_max_windows: int = _var("UAVM_APP_MAX_WINDOWS", 3000, "windows of one timeline the app computes", 1, 50_000)
     login_hours: float = _var("UAVM_LOGIN_HOURS", 12.0, "hours a login lasts", 0.01, 8760)
     login_failures: int = _var("UAVM_LOGIN_FAILURES", 10, "failed logins per client address per minute "
