@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uavm.errors import InputError, number, shorten
+from uavm.errors import InputError, number
 from uavm.live import Live
 
 IDLE_S = 15.0
@@ -131,7 +131,7 @@ def parse_push(text, rate: int) -> dict:
     for m in ("audio", "video"):
         e = (d.get("errors") or {}).get(m) if isinstance(d.get("errors"), dict) else None
         if e:
-            errors[m] = shorten(str(e), 80)
+            errors[m] = "".join(ch for ch in str(e)[:80] if ch.isprintable())
     return {"seq": seq, "frames": frames, "audio": audio, "errors": errors}
 
 

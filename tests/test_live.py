@@ -202,3 +202,30 @@ def test_in_a_browser_the_live_tab_names_what_the_camera_and_microphone_play(tmp
             b.close()
     finally:
         app.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.os.path.exists(CHROMIUM), reason="needs Debian's chromium")
+def test_in_a_browser_a_refused_camera_leaves_the_sound_answered_and_says_why(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from .conftest import AppServer
+
+    flags = [f for f in fake_devices(tmp_path, DOG) if f != "--use-fake-ui-for-media-stream"]
+    app = AppServer(tmp_path / "app")
+    try:
+        with sync_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", *flags])
+            page = b.new_context(permissions=["microphone"]).new_page()  # the camera is refused
+            page.goto(app.url)
+            page.locator("#results button[role=tab]", has_text="Live").first.click()
+            page.locator("#live-start").click()
+            page.wait_for_function("() => (document.querySelector('#live-video-label')?.innerText || '')"
+                                   ".includes('the camera is not available (NotAllowedError)')", timeout=30_000)
+            page.wait_for_function("() => (document.querySelector('#live-audio-label')?.innerText || '').includes('%')",
+                                   timeout=30_000)
+            assert "%" not in page.locator("#live-video-label").inner_text()
+            b.close()
+    finally:
+        app.stop()
