@@ -152,4 +152,5 @@ def strip_html(history, labels) -> str:
             tip = escape(f"{t:.0f} s: {name or 'none'}")
             cells.append(f"<span class='live-cell' title='{tip}' style='background:{color}'></span>")
         rows.append(f"<div class='live-row'><span class='live-pass'>{title}</span>{''.join(cells)}</div>")
-    return "<div id='live-strip-rows'>" + "".join(rows) + "</div>"
+    return ("<div id='live-strip-rows'><div class='live-caption'>each pass's top-1, one cell per answer, the newest "
+            "on the right (hover a cell for its class)</div>" + "".join(rows) + "</div>")

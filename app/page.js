@@ -133,7 +133,7 @@
     let audio = null;
     if (live.pcm.length) {
       const n = live.pcm.reduce((k, c) => k + c.length, 0);
-      const keep = Math.min(n, live.rate * 8);  // a long stall: the newest 8 s only (the rest is a gap)
+      const keep = Math.min(n, live.rate * 6);  // a long stall: the newest 6 s only (the rest is a gap)
       const out = new Int16Array(keep);
       let j = keep;
       for (let i = live.pcm.length - 1; i >= 0 && j > 0; i--) {
@@ -194,7 +194,7 @@
         canvas.width = Math.round(v.videoWidth * s); canvas.height = Math.round(v.videoHeight * s);
         canvas.getContext('2d').drawImage(v, 0, 0, canvas.width, canvas.height);
         live.frames.push({t: now(), jpeg: canvas.toDataURL('image/jpeg', 0.85).split(',')[1]});
-        if (live.frames.length > 12) live.frames.shift();
+        if (live.frames.length > 6) live.frames.shift();  // (a push stays well under the event cap)
       }, 1000 / live.fps);
     }
     if (mic) {
@@ -211,7 +211,7 @@
       };
       src.connect(proc); proc.connect(ctx.destination);  // (its output is silence: it copies nothing)
     }
-    live.timer = setInterval(send, 1000);
+    live.timer = setInterval(send, 900);  // a push about once a second (an answer takes ~0.1 s to come back)
     return [];
   };
   uavm.liveStop = (...args) => {

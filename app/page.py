@@ -388,7 +388,7 @@ def live_push(server: Server, s: Settings, request=None, progress=None) -> dict:
         box = "live_fused" if m == "fused" else f"live_{m}_label"
         out[box] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
                             label=title + (f" — {why}" if why else ""))
-    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+    layer = min(max(number("layer", s.layer or cfg.n_layers, integer=True), 1), cfg.n_layers)
     out["live_attention"] = figures.live_attention(pred, layer, cfg, pre.video.fps).to_json() if pred else ""
     out["live_note"] = ood_note(pred, ex.pipe.bundle) if pred is not None else ""
     secs = ans.seconds

@@ -620,12 +620,15 @@ def test_in_a_browser_the_sound_of_another_clip_noise_and_the_weight(server, bro
     page.screenshot(path=str(tmp_path / "variant.png"), full_page=True)
     # the sweep: one degradation over levels on this window, drawn
     open_tab(page, "Sweep")
-    page.locator("#sweep-kind input").fill("Blur: sigma (px)")
-    page.locator("#sweep-kind input").press("Enter")
+    page.locator("#sweep-kind input").click()
+    page.get_by_role("option", name="Blur: sigma (px)").click()
+    page.wait_for_function("() => document.querySelector('#sweep-kind input')?.value === 'Blur: sigma (px)'",
+                           timeout=15_000)
     page.locator("#sweep-levels input").fill("0.5, 4, 32")
     page.locator("#sweep").click()
     page.wait_for_function("() => (document.querySelector('#sweep-summary')?.innerText || '').includes('Top-1')",
                            timeout=60_000)
+    assert "blur: sigma (px)" in page.locator("#sweep-summary").inner_text()
     summary = page.locator("#sweep-summary").inner_text()
     assert "The score of" in summary and "video" in summary, summary
     page.wait_for_function("() => document.querySelectorAll('#plot-sweep .scatterlayer .trace').length >= 3",
