@@ -6,8 +6,9 @@ decoded clip and its features. Installed as ``uavm.app``; ``uavm app`` launches 
 
     layout.py   the page's components and events (build_app)
     page.py     what each event does: Settings -> outputs by name
+    tabs.py     the other results tabs (Sweep, Compare, Heard and seen, Export)
     api.py      the HTTP API (/predict, /timeline, /sweep)
-    live.py     the Live tab's pushes and sessions
+    live.py     the Live tab's pushes and answers
     serving.py  uploads, checked requests, models and locks, sessions, logins
     page.js, page.css   the page's script and styles
 """

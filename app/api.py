@@ -72,7 +72,7 @@ def functions(server: Server) -> dict:
               target: str | None = None, request: gr.Request = None) -> dict:
         """The answer of `uavm sweep --json`: one degradation (audio_snr, video_blur, video_size,
         video_fps) over levels ("30, 20, 10"; empty: the page's usual ones) on this window."""
-        from .page import sweep_levels
+        from .tabs import sweep_levels
 
         server.sessions.used(request)
         q = server.query(media, start, audio_on, video_on, None, None, model, 1, api=True, audio_from=audio_from,

@@ -13,7 +13,7 @@ import gradio as gr
 from uavm.assets import example_captions
 from uavm.assets import examples as example_clips
 
-from . import page
+from . import live, page, tabs
 from .api import functions as api_functions
 from .guard import PLOTLY_URL
 from .page import SENTINEL, Settings
@@ -145,7 +145,7 @@ def _level(label: str, elem_id: str):
 
 def _results(P: Page, bundle) -> dict:
     """The results column; -> its tabs by name (their select events)."""
-    tabs = {}
+    tab_of = {}
     P("status", gr.Markdown("Upload or record a clip, or pick an example.", elem_id="status"))
     with P("answers", gr.Row(visible="hidden", elem_id="answers")):
         for m, title in page.TITLES:
@@ -153,7 +153,7 @@ def _results(P: Page, bundle) -> dict:
     P("ood_note", gr.Markdown(elem_id="ood-note"))
     P("answer_note", gr.Markdown(elem_id="answer-note"))
     with gr.Tabs():
-        with gr.Tab("Attention", elem_id="tab-attention") as tabs["attention"]:
+        with gr.Tab("Attention", elem_id="tab-attention") as tab_of["attention"]:
             P("layer", page.layer_slider(bundle.model.cfg, elem_id="layer"))
             # drawn in place by the page (Plotly.react): a toggle updates the heatmap, it does not rebuild the plot
             gr.HTML('<div id="temporal-plot"></div>', elem_id="plot-temporal")
@@ -164,7 +164,7 @@ def _results(P: Page, bundle) -> dict:
             with gr.Accordion("Audio vs video attention difference per layer (paper Fig. 5)",
                               open=False) as P.c["diff_acc"]:
                 P("diff", gr.Plot(elem_id="plot-diff"))
-        with gr.Tab("Explain", elem_id="tab-explain") as tabs["explain"]:
+        with gr.Tab("Explain", elem_id="tab-explain") as tab_of["explain"]:
             gr.Markdown("What mattered, when, in which modality: how much the score drops when a span of one "
                         "modality is silenced or blacked out (measured), beside what attention suggests; and each "
                         "modality's share of the fused answer.")
@@ -179,20 +179,20 @@ def _results(P: Page, bundle) -> dict:
                         "or blacked out (fused: the fused score; dotted: that modality's own pass). *Rollout*: how "
                         "much each step feeds the output through every layer (Abnar & Zuidema), beside the last "
                         "layer's attention. *Share*: each pass's half of the fused logit.", elem_id="explain-key")
-        with gr.Tab("Sweep", elem_id="tab-sweep") as tabs["sweep"]:
+        with gr.Tab("Sweep", elem_id="tab-sweep") as tab_of["sweep"]:
             gr.Markdown("One degradation over levels on this window (with the swap, the spans and the weight set "
                         "beside): each pass's score of the fused answer's class, where its top-1 changes, and where "
                         "its input turns unfamiliar.")
             with gr.Row():
-                P("sweep_kind", gr.Dropdown([(page.SWEEP_NAMES[k], k) for k in page.SWEEP_LEVELS],
+                P("sweep_kind", gr.Dropdown([(tabs.SWEEP_NAMES[k], k) for k in tabs.SWEEP_LEVELS],
                                             value="audio_snr", label="Degradation", elem_id="sweep-kind", scale=2))
                 P("sweep_levels", gr.Textbox("", label="Levels (empty: the usual ones)", max_lines=1,
-                                             placeholder=page.SWEEP_LEVELS["audio_snr"], elem_id="sweep-levels",
+                                             placeholder=tabs.SWEEP_LEVELS["audio_snr"], elem_id="sweep-levels",
                                              scale=3))
                 P("sweep_btn", gr.Button("Sweep", elem_id="sweep", scale=1))
             P("sweep_text", gr.Markdown(elem_id="sweep-summary"))
             P("sweep_plot", gr.Plot(elem_id="plot-sweep", show_label=False, visible=False))
-        with gr.Tab("Live", elem_id="tab-live") as tabs["live"]:
+        with gr.Tab("Live", elem_id="tab-live") as tab_of["live"]:
             pre = bundle.preprocessing
             gr.Markdown("Your camera and microphone: the last 10 s answered about once a second by each pass and "
                         "fused, with the attention of the layer chosen in the Attention tab. Either device may be "
@@ -215,23 +215,23 @@ def _results(P: Page, bundle) -> dict:
             gr.HTML('<div id="live-attention-plot"></div>', elem_id="live-attention")
             P("live_attention", gr.Textbox(elem_id="live-attention-json", elem_classes=["uavm-data"],
                                            show_label=False, container=False))
-        with gr.Tab("Heard and seen", elem_id="tab-player") as tabs["player"]:
+        with gr.Tab("Heard and seen", elem_id="tab-player") as tab_of["player"]:
             gr.Markdown("The 10 s window as the model got it: its frames at 3 fps (a blanked span black) and the "
                         "sound it heard (a muted span silent).")
             P("play", gr.Button("Make the clip", elem_id="make-player"))
             P("player", gr.Video(label="What the model got", elem_id="player", interactive=False))
-        with gr.Tab("Compare models", elem_id="tab-compare") as tabs["compare"]:
+        with gr.Tab("Compare models", elem_id="tab-compare") as tab_of["compare"]:
             gr.Markdown("Every loaded model on this clip with these settings.")
             P("run_all", gr.Button("Compare every model", elem_id="compare"))
             P("compare_table", gr.HTML(elem_id="compare-table"))
-        with gr.Tab("Export", elem_id="tab-export") as tabs["export"]:
+        with gr.Tab("Export", elem_id="tab-export") as tab_of["export"]:
             gr.Markdown("A report of this analysis that opens offline (the clip, the model, every setting, the "
                         "answers, the figures, and the explanation when you made one), and the `uavm predict "
                         "--json` answer with attention.")
             P("export", gr.Button("Prepare the download", elem_id="export"))
             P("export_files", gr.File(label="Download", file_count="multiple", elem_id="export-files",
                                       interactive=False))
-    return tabs
+    return tab_of
 
 
 def _hidden(P: Page) -> None:
@@ -266,7 +266,7 @@ def _handler(server: Server, P: Page, fn, outputs: tuple):
     return run
 
 
-def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
+def _wire(P: Page, server: Server, tab_of: dict, examples: list) -> None:
     inputs = {P[n] for n in SETTINGS}
     priv = dict(api_visibility="private")
 
@@ -295,31 +295,31 @@ def _wire(P: Page, server: Server, tabs: dict, examples: list) -> None:
     P["model"].change(**call(page.model_switched, ("target", "layer", "notice"))).then(**analysis).then(**strip)
     for which in ("full", "diff"):
         acc, box = P[f"{which}_acc"], P[f"{which}_open"]
-        acc.expand(lambda: True, None, box, **priv).then(**call(page.one_figure(which), (which,)))
+        acc.expand(lambda: True, None, box, **priv).then(**call(tabs.one_figure(which), (which,)))
         acc.collapse(lambda: False, None, box, **priv)
     for box, draw in (("temporal", "drawTemporal"), ("strip_json", "drawTimeline"), ("window_at", "markWindow"),
                       ("checked", "answered")):
         P[box].change(None, P[box], None, js=js(draw))  # the page draws as soon as it arrives
     P["answered"].change(**call(page.reconcile, EXPLORE, js=js("stamp"), trigger_mode="always_last",
                                show_progress="hidden"))
-    P["play"].click(**call(page.heard_and_seen, ("player", "status")))
+    P["play"].click(**call(tabs.heard_and_seen, ("player", "status")))
     # the explanation: on request, and kept up to date while its tab is open
     P["explain_btn"].click(**call(page.explain_tab, EXPLAIN))
     P["target"].input(**call(page.explain_tab, EXPLAIN, trigger_mode="always_last"))
-    tabs["explain"].select(lambda: True, None, P["explain_open"], **priv).then(**call(page.explain_tab, EXPLAIN))
-    P["live_push"].change(**call(page.live_push, page.LIVE_OUT, trigger_mode="always_last", show_progress="hidden"))
+    tab_of["explain"].select(lambda: True, None, P["explain_open"], **priv).then(**call(page.explain_tab, EXPLAIN))
+    P["live_push"].change(**call(live.live_push, live.LIVE_OUT, trigger_mode="always_last", show_progress="hidden"))
     P["live_start"].click(None, None, None, js=js("liveStart"))
-    P["live_stop"].click(**call(page.live_stop, page.LIVE_OUT, js=js("liveStop")))
+    P["live_stop"].click(**call(live.live_stop, live.LIVE_OUT, js=js("liveStop")))
     for box, draw in (("live_ack", "liveAck"), ("live_attention", "drawLiveAttention")):
         P[box].change(None, P[box], None, js=js(draw))
     for name in ("attention", "sweep", "live", "player", "compare", "export"):
-        tabs[name].select(lambda: False, None, P["explain_open"], **priv)
+        tab_of[name].select(lambda: False, None, P["explain_open"], **priv)
     # one event for the button and Enter: a later request is never overtaken by an earlier one
-    gr.on([P["sweep_btn"].click, P["sweep_levels"].submit], **call(page.sweep_tab, SWEEP, trigger_mode="always_last"))
-    P["sweep_kind"].input(lambda k: gr.Textbox(placeholder=page.SWEEP_LEVELS.get(k, "")), P["sweep_kind"],
+    gr.on([P["sweep_btn"].click, P["sweep_levels"].submit], **call(tabs.sweep_tab, SWEEP, trigger_mode="always_last"))
+    P["sweep_kind"].input(lambda k: gr.Textbox(placeholder=tabs.SWEEP_LEVELS.get(k, "")), P["sweep_kind"],
                           P["sweep_levels"], **priv)
-    P["run_all"].click(**call(page.compare, ("compare_table", "status")))
-    P["export"].click(**call(page.export, ("export_files", "status")))
+    P["run_all"].click(**call(tabs.compare, ("compare_table", "status")))
+    P["export"].click(**call(tabs.export, ("export_files", "status")))
     for name, fn in api_functions(server).items():
         gr.api(fn, api_name=name)
 
@@ -351,9 +351,9 @@ def build_app(bundles: dict, device: str = "auto", warm: bool = True) -> App:
             with gr.Column(scale=2, min_width=300, elem_id="inputs"):
                 _inputs(P, examples, device, server.names)
             with gr.Column(scale=3, min_width=300, elem_id="results"):
-                tabs = _results(P, bundle)
+                tab_of = _results(P, bundle)
         _hidden(P)
-        _wire(P, server, tabs, examples)
+        _wire(P, server, tab_of, examples)
     server.blocks = blocks
     examples_folder = [str(Path(examples[0]).parent)] if examples else []
     return App(blocks, server, dict(css=(HERE / "page.css").read_text(encoding="utf-8"),

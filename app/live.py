@@ -14,72 +14,21 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-import time
-from collections import deque
-from dataclasses import dataclass, field
 
+import gradio as gr
 import numpy as np
 
-from uavm.errors import InputError, number
-from uavm.live import Live
+from uavm import figures
+from uavm.errors import InputError, flag, number
+from uavm.window import check_weight
 
-IDLE_S = 15.0
+from .page import TITLES, Settings, boundary, layer_of, ood_note
+from .serving import Server
+from .sessions import session_of
+
 MAX_FRAMES = 12  # in one push (3 fps for 4 s)
 MAX_JPEG = 512 * 1024  # bytes of one frame
 MAX_PIXELS = 2_000_000
-STRIP = 60  # answers kept for the strip: the last minute at one a second
-
-
-@dataclass
-class Session:
-    model: str
-    live: Live
-    started: float = field(default_factory=time.monotonic)
-    used: float = field(default_factory=time.monotonic)
-    history: deque = field(default_factory=lambda: deque(maxlen=STRIP))  # (newest time, top-1 per pass)
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one push of a session at a time
-
-
-class LiveSessions:
-    def __init__(self, max_sessions: int = 4, max_minutes: float = 30.0):
-        self.max_sessions, self.max_seconds = int(max_sessions), float(max_minutes) * 60
-        self.sessions: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str, model: str, explorer) -> Session:
-        """This page's live session for ``model`` (a new one when it has none or another model's)."""
-        self.sweep()
-        with self._lock:
-            s = self.sessions.get(key)
-            if s is not None and s.model != model:
-                s = None
-            if s is None:
-                if len([k for k in self.sessions if k != key]) >= self.max_sessions:
-                    raise InputError(f"the server runs {self.max_sessions} live sessions already: try again later")
-                s = self.sessions[key] = Session(model, Live(explorer))
-            if time.monotonic() - s.started > self.max_seconds:
-                del self.sessions[key]
-                raise InputError(f"a live session lasts at most {self.max_seconds / 60:g} minutes: press Start again")
-            s.used = time.monotonic()
-            return s
-
-    def drop(self, key) -> bool:
-        with self._lock:
-            return self.sessions.pop(key, None) is not None
-
-    def sweep(self, gone=lambda key: False) -> int:
-        """Free the sessions idle for ``IDLE_S`` or whose page has gone -> how many."""
-        now = time.monotonic()
-        with self._lock:
-            old = [k for k, s in self.sessions.items() if now - s.used > IDLE_S or gone(k)]
-            for k in old:
-                del self.sessions[k]
-        return len(old)
-
-    def memory_bytes(self) -> int:
-        with self._lock:
-            return sum(s.live.memory_bytes() for s in self.sessions.values())
 
 
 def parse_push(text, rate: int) -> dict:
@@ -139,7 +88,7 @@ def strip_html(history, labels) -> str:
     """The last minute's top-1 of each pass, oldest left: a cell per answer, coloured by class."""
     from html import escape
 
-    from uavm.figures import class_palette
+    from uavm.series import class_palette
 
     palette = class_palette()
     index = {lab.name: i for i, lab in enumerate(labels)}
@@ -154,3 +103,77 @@ def strip_html(history, labels) -> str:
         rows.append(f"<div class='live-row'><span class='live-pass'>{title}</span>{''.join(cells)}</div>")
     return ("<div id='live-strip-rows'><div class='live-caption'>each pass's top-1, one cell per answer, the newest "
             "on the right (hover a cell for its class)</div>" + "".join(rows) + "</div>")
+
+
+# -- the Live tab --------------------------------------------------------------------------------
+LIVE_OUT = ("live_audio_label", "live_video_label", "live_fused", "live_note", "live_strip", "live_attention",
+            "live_status", "live_ack")
+
+
+def cleared_live() -> dict:
+    return {**{f"live_{m}_label": gr.Label(value=None, label=t) for m, t in TITLES if m != "fused"},
+            "live_fused": gr.Label(value=None, label="Fused"), "live_note": "", "live_attention": ""}
+
+
+def _live_key(request) -> str:
+    key = session_of(request, "live")
+    if key is None:
+        raise InputError("the Live tab needs the page (a session)")
+    return key[1]
+
+
+@boundary(cleared_live, status="live_status")
+def live_push(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """One push of the page's camera and microphone: into this session's window, answered."""
+    name = s.model or server.names[0]
+    ex = server.models.get(name)
+    pre, cfg = ex.pipe.pre, ex.pipe.bundle.model.cfg
+    push = parse_push(s.live_push, pre.audio.sample_rate)
+    flag("live audio", s.live_audio)
+    flag("live video", s.live_video)
+    sess = server.live.get(_live_key(request), name, ex)
+    if not sess.lock.acquire(blocking=False):  # the page sends one push at a time: a second is dropped
+        return {"live_ack": push["seq"]}
+    try:
+        for t, frame in push["frames"]:
+            sess.live.add_frame(t, frame)
+        if push["audio"] is not None:
+            sess.live.add_audio(*push["audio"])
+        ans = sess.live.answer(flag("live audio", s.live_audio), flag("live video", s.live_video),
+                               check_weight(s.audio_weight))
+        pred = ans.prediction
+        tops = {m: (pred.top(m, 1) or [{}])[0].get("label") if pred is not None else None
+                for m in ("audio", "video", "fused")}
+        sess.history.append((ans.newest, tops))
+        strip = strip_html(sess.history, ex.pipe.bundle.labels)
+    finally:
+        sess.lock.release()
+    k = min(number("top k", s.top_k, integer=True, lo=1), len(ex.pipe.bundle.labels))
+    out = {"live_ack": push["seq"], "live_strip": strip}
+    missing = dict(pred.missing) if pred is not None else {}
+    for m, why in push["errors"].items():  # the page could not open that device: its own words
+        missing[m] = f"the {'microphone' if m == 'audio' else 'camera'} is not available ({why})"
+    for m, title in TITLES:
+        top = pred.top(m, k) if pred is not None else None
+        why = missing.get(m) if m != "fused" else None
+        if top is None and why is None and m != "fused" and pred is not None:
+            why = "no single-modality answer: the cross-modal model answers with both together"
+        if pred is not None and pred.unfamiliar(m):
+            why = "⚠️ unfamiliar input" + (f" · {why}" if why else "")
+        box = "live_fused" if m == "fused" else f"live_{m}_label"
+        out[box] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
+                            label=title + (f" — {why}" if why else ""))
+    layer = layer_of(s, cfg)
+    out["live_attention"] = figures.live_attention(pred, layer, cfg, pre.video.fps).to_json() if pred else ""
+    out["live_note"] = ood_note(pred, ex.pipe.bundle) if pred is not None else ""
+    secs = ans.seconds
+    out["live_status"] = (f"**{name}** · the last {secs['audio']:.0f} s of sound and {secs['video']:.0f} s of frames"
+                          f" · answered in {ans.compute_ms:.0f} ms" + (f" · ⚠️ {ans.error}" if ans.error else ""))
+    return out
+
+
+def live_stop(server: Server, s: Settings, request=None, progress=None) -> dict:
+    """Stop: this session's window is freed."""
+    key = session_of(request, "live")
+    dropped = server.live.drop(key[1]) if key else False
+    return {**cleared_live(), "live_strip": "", "live_status": "Stopped." if dropped else "Not running."}

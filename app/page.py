@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -17,9 +16,8 @@ from typing import Optional
 import gradio as gr
 import numpy as np
 
-from uavm import figures
-from uavm.errors import InputError, UAVMError, flag, number, one_line, shorten
-from uavm.window import check_weight
+from uavm import figures, series
+from uavm.errors import InputError, UAVMError, number, shorten
 
 from .serving import Server, failure, public_message
 from .sessions import InOrder, session_of
@@ -106,6 +104,11 @@ class Settings:
     @property
     def number(self) -> Optional[int]:
         return InOrder.stamp(self.stamp)
+
+
+def layer_of(s: Settings, cfg) -> int:
+    """The layer the page asks for (1..layers; none: the last), checked as a number."""
+    return min(max(number("layer", s.layer or cfg.n_layers, integer=True), 1), cfg.n_layers)
 
 
 def level(name: str, text) -> Optional[float]:
@@ -216,7 +219,7 @@ def answers(server: Server, s: Settings, request=None, progress=None) -> dict:
             why = "⚠️ unfamiliar input" + (f" · {why}" if why else "")
         out[f"label_{m}"] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
                                      label=title + (f" — {why}" if why else ""))
-    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
+    layer = layer_of(s, cfg)
     out.update({"_ok": True, "answers": gr.Row(visible=True), "answer_note": answer_note(ex.pipe.bundle),
                 "ood_note": ood_note(pred, ex.pipe.bundle),
                 "temporal": figures.temporal(an, layer, ex.pipe.pre, cfg).to_json(),
@@ -276,134 +279,6 @@ def reconcile(server: Server, s: Settings, request=None, progress=None) -> dict:
     return explore(server, s, request=request, progress=progress)
 
 
-# -- the sweep ---------------------------------------------------------------------------------
-SWEEP_LEVELS = {"audio_snr": "30, 20, 10, 0, -10, -20", "video_blur": "1, 2, 4, 8, 16, 32",
-                "video_size": "64, 32, 16, 8, 4, 2", "video_fps": "2, 1, 0.5, 0.25, 0.1"}
-SWEEP_NAMES = {"audio_snr": "Noise: SNR (dB)", "video_blur": "Blur: sigma (px)", "video_size": "Resolution (px)",
-               "video_fps": "Frame rate (fps)"}
-
-
-def sweep_levels(kind, text) -> list:
-    """The levels box: numbers separated by commas or spaces; empty: the usual ones for the kind."""
-    if not isinstance(kind, str) or kind not in SWEEP_LEVELS:
-        raise InputError(f"unknown degradation {shorten(str(kind))!r} (known: {', '.join(SWEEP_LEVELS)})")
-    if text is not None and not isinstance(text, (str, int, float)):
-        raise InputError("the levels must be numbers separated by commas")
-    text = str(text if text is not None else "").strip() or SWEEP_LEVELS[kind]
-    if len(text) > 400:
-        raise InputError("the levels must be at most 64 numbers")
-    try:
-        return [float(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise InputError(f"the levels must be numbers separated by commas, got {shorten(text)}") from None
-
-
-def cleared_sweep() -> dict:
-    return {"sweep_text": "", "sweep_plot": gr.Plot(value=None, visible=False)}
-
-
-@boundary(cleared_sweep)
-def sweep_tab(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """The Sweep tab: one degradation over levels on the window as set (``uavm.sweep``)."""
-    from uavm.degrade import KINDS
-
-    q = s.query(server)
-    levels = sweep_levels(s.sweep_kind, s.sweep_levels)
-    ex = server.models.get(q.model)
-    try:
-        sw = ex.sweep(q.path, s.sweep_kind, levels, q.start, q.audio, q.video, q.mute, q.blank,
-                      span=s.span("degrade"), audio_weight=q.audio_weight, digest=server.models.digest(q.path),
-                      audio_from=q.audio_from, audio_digest=server.models.digest(q.audio_from) if q.audio_from else None,
-                      progress=(lambda f, msg: progress(f, desc=msg)) if progress else None)
-    except UAVMError as e:
-        raise InputError(public_message(e, q.path, q.audio_from)) from None
-    unit = KINDS[sw.kind][0]
-    said = lambda v: "never" if v is None else f"at {v:g} {unit}"
-    plain = sw.rows[0]
-    odd = lambda m, v: "already without it" if plain[m]["unfamiliar"] else said(v)
-    text = (f"The score of **{sw.target}** at each level of {SWEEP_NAMES[sw.kind].lower()}. Top-1 changes: "
-            + ", ".join(f"{m} {said(v)}" for m, v in sw.breaks.items())
-            + (". Input unfamiliar: " + ", ".join(f"{m} {odd(m, v)}" for m, v in sw.unfamiliar.items())
-               if sw.unfamiliar else "") + ".")
-    return {"sweep_text": text, "sweep_plot": gr.Plot(figures.sweep(sw), visible=True), "status": gr.skip()}
-
-
-# -- the Live tab --------------------------------------------------------------------------------
-LIVE_OUT = ("live_audio_label", "live_video_label", "live_fused", "live_note", "live_strip", "live_attention",
-            "live_status", "live_ack")
-
-
-def cleared_live() -> dict:
-    return {**{f"live_{m}_label": gr.Label(value=None, label=t) for m, t in TITLES if m != "fused"},
-            "live_fused": gr.Label(value=None, label="Fused"), "live_note": "", "live_attention": ""}
-
-
-def _live_key(request) -> str:
-    key = session_of(request, "live")
-    if key is None:
-        raise InputError("the Live tab needs the page (a session)")
-    return key[1]
-
-
-@boundary(cleared_live, status="live_status")
-def live_push(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """One push of the page's camera and microphone: into this session's window, answered."""
-    from .live import parse_push, strip_html
-
-    name = s.model or server.names[0]
-    ex = server.models.get(name)
-    pre, cfg = ex.pipe.pre, ex.pipe.bundle.model.cfg
-    push = parse_push(s.live_push, pre.audio.sample_rate)
-    flag("live audio", s.live_audio)
-    flag("live video", s.live_video)
-    sess = server.live.get(_live_key(request), name, ex)
-    if not sess.lock.acquire(blocking=False):  # the page sends one push at a time: a second is dropped
-        return {"live_ack": push["seq"]}
-    try:
-        for t, frame in push["frames"]:
-            sess.live.add_frame(t, frame)
-        if push["audio"] is not None:
-            sess.live.add_audio(*push["audio"])
-        ans = sess.live.answer(flag("live audio", s.live_audio), flag("live video", s.live_video),
-                               check_weight(s.audio_weight))
-        pred = ans.prediction
-        tops = {m: (pred.top(m, 1) or [{}])[0].get("label") if pred is not None else None
-                for m in ("audio", "video", "fused")}
-        sess.history.append((ans.newest, tops))
-        strip = strip_html(sess.history, ex.pipe.bundle.labels)
-    finally:
-        sess.lock.release()
-    k = min(number("top k", s.top_k, integer=True, lo=1), len(ex.pipe.bundle.labels))
-    out = {"live_ack": push["seq"], "live_strip": strip}
-    missing = dict(pred.missing) if pred is not None else {}
-    for m, why in push["errors"].items():  # the page could not open that device: its own words
-        missing[m] = f"the {'microphone' if m == 'audio' else 'camera'} is not available ({why})"
-    for m, title in TITLES:
-        top = pred.top(m, k) if pred is not None else None
-        why = missing.get(m) if m != "fused" else None
-        if top is None and why is None and m != "fused" and pred is not None:
-            why = "no single-modality answer: the cross-modal model answers with both together"
-        if pred is not None and pred.unfamiliar(m):
-            why = "⚠️ unfamiliar input" + (f" · {why}" if why else "")
-        box = "live_fused" if m == "fused" else f"live_{m}_label"
-        out[box] = gr.Label(value={t["label"]: t["score"] for t in top} if top else None,
-                            label=title + (f" — {why}" if why else ""))
-    layer = min(max(number("layer", s.layer or cfg.n_layers, integer=True), 1), cfg.n_layers)
-    out["live_attention"] = figures.live_attention(pred, layer, cfg, pre.video.fps).to_json() if pred else ""
-    out["live_note"] = ood_note(pred, ex.pipe.bundle) if pred is not None else ""
-    secs = ans.seconds
-    out["live_status"] = (f"**{name}** · the last {secs['audio']:.0f} s of sound and {secs['video']:.0f} s of frames"
-                          f" · answered in {ans.compute_ms:.0f} ms" + (f" · ⚠️ {ans.error}" if ans.error else ""))
-    return out
-
-
-def live_stop(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """Stop: this session's window is freed."""
-    key = session_of(request, "live")
-    dropped = server.live.drop(key[1]) if key else False
-    return {**cleared_live(), "live_strip": "", "live_status": "Stopped." if dropped else "Not running."}
-
-
 # -- the explanation -----------------------------------------------------------------------------
 def explanation(server: Server, s: Settings, progress=None) -> dict:
     """What mattered, when, in which modality (uavm.explain), computed once per clip, settings
@@ -431,118 +306,6 @@ def explanation(server: Server, s: Settings, progress=None) -> dict:
 
 def explain_tab(server: Server, s: Settings, request=None, progress=None) -> dict:
     return explanation(server, s, progress)
-
-
-# -- the other tabs ------------------------------------------------------------------------------
-def one_figure(which: str):
-    """The figure of an accordion, made when it is opened."""
-    def make(server: Server, s: Settings, request=None, progress=None) -> dict:
-        try:
-            an, ex = server.analyze(s.query(server))
-        except UAVMError:
-            return {which: None}
-        cfg = ex.pipe.bundle.model.cfg
-        layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
-        return {which: figures.full_maps(an, layer, cfg) if which == "full" else figures.av_difference(an, cfg)}
-    return make
-
-
-def _cell(pred, an, m, kind) -> str:
-    """One model's top-1 of one pass, or why there is none."""
-    top = pred.top(m, 1) if pred is not None else None
-    if top:
-        return "{label} ({score:.0%})".format(**top[0]) + (" ⚠️ unfamiliar input" if pred.unfamiliar(m) else "")
-    if m in an.missing:
-        return f"— {an.missing[m]}"
-    if kind == "cross_modal" and m != "fused":
-        return "— none: the cross-modal model answers only with both"
-    return f"— {an.error or 'no answer'}"
-
-
-def table_html(headers: list, rows: list) -> str:
-    """An HTML table that fits its column: cells wrap; on a phone each row is a card whose
-    cells are labelled by their column (CSS in page.css)."""
-    from html import escape
-
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td data-label="{escape(h)}">{escape(str(c))}</td>' for h, c in zip(headers, r))
-                   + "</tr>" for r in rows)
-    return f'<table class="uavm-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-COMPARE = ["model", "kind", "audio only", "video only", "fused"]
-
-
-@boundary(lambda: {"compare_table": ""})
-def compare(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """Every model on the same clip and settings: their top-1 answers side by side."""
-    s.query(server)  # the clip and the settings are checked once, for every model
-    rows = []
-    for name in server.names:
-        try:
-            an, ex = server.analyze(s.query(server, model=name, top_k=1))
-        except UAVMError as e:
-            rows.append([name, "", f"— {one_line(e)}", "", ""])
-            continue
-        c = ex.pipe.bundle.model.cfg
-        pred = an.prediction
-        rows.append([name, f"{c.kind} (N={c.n_specific}, Ns={c.n_shared})",
-                     *(_cell(pred, an, m, c.kind) for m in ("audio", "video", "fused"))])
-    return {"compare_table": table_html(COMPARE, rows), "status": f"compared {len(rows)} models on this clip"}
-
-
-@boundary(lambda: {"player": None})
-def heard_and_seen(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """The 10 s window as the model got it: its 3 fps frames (blanked ones black) with the
-    waveform it heard (muted span silent), as a video the browser plays."""
-    from uavm.media import write_media
-
-    q = s.query(server)
-    an, ex = server.analyze(q)
-    pre = ex.pipe.pre
-    frames = an.frames if an.frames is not None and len(an.frames) and q.video else None
-    wav = an.waveform if an.waveform is not None and len(an.waveform) and q.audio else None
-    if frames is None and wav is None:
-        raise InputError("neither modality is on: nothing to play")
-    if frames is None:  # audio only: a still, so that it plays as a video
-        frames = np.zeros((max(int(round(pre.clip_seconds * pre.video.fps)), 1), 64, 64, 3), np.uint8)
-    h, w = frames.shape[1:3]
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))  # the encoder wants even sides
-    out = Path(tempfile.mkdtemp(prefix="window-", dir=server.workdir)) / "window.mp4"
-    write_media(out, frames, pre.video.fps, wav, pre.audio.sample_rate, options={"preset": "veryfast"})
-    what = ", ".join(x for x in ("frames" if q.video and an.frames is not None else "",
-                                 "sound" if wav is not None else "") if x)
-    return {"player": str(out), "status": f"the window from {an.start:g} s as the model got it ({what})"}
-
-
-@boundary(lambda: {"export_files": None})
-def export(server: Server, s: Settings, request=None, progress=None) -> dict:
-    """The current analysis as files: a report that stands alone (HTML: the clip, the model,
-    every setting, the three passes' answers, the figures, the explanation when it was made)
-    and the `uavm predict --json` answer with attention."""
-    from uavm import report
-
-    q = s.query(server)
-    an, ex = server.analyze(q)
-    if an.prediction is None:
-        raise InputError(an.error)
-    cfg, bundle = ex.pipe.bundle.model.cfg, ex.pipe.bundle
-    layer = min(max(int(s.layer or cfg.n_layers), 1), cfg.n_layers)
-    name = Path(str(s.media)).name
-    settings_ = {"audio_on": q.audio, "video_on": q.video, "mute": q.mute, "blank": q.blank, "top_k": q.top_k,
-                 "layer": layer}
-    answer = {"clip": name, "model": q.model, "start": an.start, "settings": settings_,
-              **an.prediction.to_dict(q.top_k, attention=True)}
-    e = ex.explain(q.path, q.start, s.target or "fused", audio=q.audio, video=q.video, mute=q.mute, blank=q.blank,
-                   digest=server.models.digest(q.path), cached_only=True)
-    page = report.clip_report(name, q.model, bundle, an, settings_, q.top_k, layer, ex.pipe.pre, explanation=e,
-                              note=answer_note(bundle).replace("**", ""))
-    out = Path(tempfile.mkdtemp(prefix="export-", dir=server.workdir))
-    stem = Path(name).stem[:60] or "clip"
-    (out / f"{stem}.uavm.json").write_text(json.dumps(answer, allow_nan=False))
-    (out / f"{stem}.uavm.html").write_text(page, encoding="utf-8")
-    return {"export_files": [str(out / f"{stem}.uavm.html"), str(out / f"{stem}.uavm.json")],
-            "status": "the report and the answer are ready to download"}
 
 
 # -- the clip and the model ----------------------------------------------------------------------
@@ -588,7 +351,7 @@ def timeline_strip(server: Server, s: Settings, request=None, progress=None) -> 
     note = (f"**Timeline** of the whole clip ({tl.duration:.0f} s): the top-1 answer of every {tl.window:g} s "
             f"window, one every {tl.stride:g} s (overlapping windows take turns in each row; the outlined one is "
             "the window shown below). Click a window to explore it.")
-    return {"strip": gr.Column(visible=True), "strip_json": figures.timeline(tl).to_json(), "strip_note": note}
+    return {"strip": gr.Column(visible=True), "strip_json": series.timeline(tl).to_json(), "strip_note": note}
 
 
 def pick_window(server: Server, s: Settings, request=None, progress=None) -> dict:

@@ -234,7 +234,7 @@ class Server:
         # a schedule and at exit (janitor.py)
         self.workdir = tempfile.mkdtemp(prefix="uavm-app-")
         self.max_windows = s.app_max_windows
-        from .live import LiveSessions
+        from .sessions import LiveSessions
 
         self.live = LiveSessions(s.live_sessions, s.live_minutes)
 

@@ -3,12 +3,18 @@
 ``Sessions`` drops a client's session (Gradio keeps its state, ~0.3 MB, for up to 10,000
 of them) once it has been idle too long, whatever protocol it speaks: an API-only session
 after ``api_idle_s`` without a call, a page's after ``page_idle_s``. ``InOrder`` answers a
-page's requests in the order the page sent them.
+page's requests in the order the page sent them. ``LiveSessions`` holds the Live tab's
+windows, bounded in number and time, freed when idle.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from uavm.errors import InputError
+from uavm.live import Live
 
 
 class Sessions:
@@ -156,3 +162,59 @@ class InOrder:
                     s["busy"] = False
                     self._cond.notify_all()
         return ticket()
+
+
+# -- live sessions (the Live tab, live.py) ----------------------------------------------------------
+IDLE_S = 15.0  # a live window without a push for this long is freed (its page has gone)
+STRIP = 60  # answers kept for the strip: the last minute at one a second
+
+
+@dataclass
+class Session:
+    model: str
+    live: Live
+    started: float = field(default_factory=time.monotonic)
+    used: float = field(default_factory=time.monotonic)
+    history: deque = field(default_factory=lambda: deque(maxlen=STRIP))  # (newest time, top-1 per pass)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one push of a session at a time
+
+
+class LiveSessions:
+    def __init__(self, max_sessions: int = 4, max_minutes: float = 30.0):
+        self.max_sessions, self.max_seconds = int(max_sessions), float(max_minutes) * 60
+        self.sessions: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, model: str, explorer) -> Session:
+        """This page's live session for ``model`` (a new one when it has none or another model's)."""
+        self.sweep()
+        with self._lock:
+            s = self.sessions.get(key)
+            if s is not None and s.model != model:
+                s = None
+            if s is None:
+                if len([k for k in self.sessions if k != key]) >= self.max_sessions:
+                    raise InputError(f"the server runs {self.max_sessions} live sessions already: try again later")
+                s = self.sessions[key] = Session(model, Live(explorer))
+            if time.monotonic() - s.started > self.max_seconds:
+                del self.sessions[key]
+                raise InputError(f"a live session lasts at most {self.max_seconds / 60:g} minutes: press Start again")
+            s.used = time.monotonic()
+            return s
+
+    def drop(self, key) -> bool:
+        with self._lock:
+            return self.sessions.pop(key, None) is not None
+
+    def sweep(self, gone=lambda key: False) -> int:
+        """Free the sessions idle for ``IDLE_S`` or whose page has gone -> how many."""
+        now = time.monotonic()
+        with self._lock:
+            old = [k for k, s in self.sessions.items() if now - s.used > IDLE_S or gone(k)]
+            for k in old:
+                del self.sessions[k]
+        return len(old)
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return sum(s.live.memory_bytes() for s in self.sessions.values())

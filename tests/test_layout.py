@@ -16,7 +16,7 @@ TIERS = [
     ("core: the model", ["uavm.model", "uavm.ood", "uavm.bundle", "uavm.official", "uavm.assets", "uavm.hub"]),
     ("core: the analyses", ["uavm.clip", "uavm.explain", "uavm.timeline", "uavm.sweep"]),
     ("core: the pipeline", ["uavm.inference"]),
-    ("core: the explorer", ["uavm.explore", "uavm.live", "uavm.figures", "uavm.report"]),
+    ("core: the explorer", ["uavm.explore", "uavm.live", "uavm.figures", "uavm.series", "uavm.report"]),
     ("train", ["uavm.train"]),
     ("analysis", ["uavm.analysis"]),
     ("demo", ["uavm.demo"]),

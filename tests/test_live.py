@@ -107,7 +107,7 @@ def test_a_hostile_push_is_refused_in_one_line():
 
 
 def test_live_sessions_are_bounded_in_number_and_time_and_freed_when_idle(explorer, monkeypatch):
-    from uavm.app import live as app_live
+    from uavm.app import sessions as app_live
 
     s = app_live.LiveSessions(max_sessions=2, max_minutes=1)
     a = s.get("a", "m", explorer)

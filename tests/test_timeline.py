@@ -150,11 +150,11 @@ def test_windows_are_reported_up_to_the_one_that_reaches_the_end_and_none_past_i
 
 
 def test_json_csv_and_the_figure_list_the_same_windows(short_clip, pipe):
-    from uavm import figures
+    from uavm import series
 
     tl = pipe.timeline(short_clip, stride=1)
     d = tl.to_dict()
-    fig = figures.timeline(tl)
+    fig = series.timeline(tl)
     fused = [b for b in fig.data if b.y and b.y[0] == "fused"]
     assert sum(len(b.base) for b in fused) == len(d["windows"]) == len(tl.rows()) == 3
 

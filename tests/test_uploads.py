@@ -237,19 +237,27 @@ def page_server(tmp_path_factory):
 
 @pytest.mark.slow  # the demo models loaded, a clip encoded
 def test_the_clip_as_the_model_got_it_and_the_export_of_a_wide_clip(page_server):
-    from uavm.app import page
+    from uavm.app import page, tabs
     from uavm.demo.synth import demo_clip
 
     server, root = page_server
     (root / "u").mkdir(exist_ok=True)
     clip = demo_clip(root / "u" / "wide.mp4", seconds=4, size=(224, 896))  # 4:1, the widest read
     s = page.Settings(media=str(clip), model=server.names[0])
-    out = page.heard_and_seen(server, s)
+    out = tabs.heard_and_seen(server, s)
     assert out["player"].startswith(server.workdir) and Path(out["player"]).stat().st_size > 0, out
-    files = page.export(server, s)["export_files"]
+    files = tabs.export(server, s)["export_files"]
     assert len(files) == 2 and all(f.startswith(server.workdir) for f in files)
     report = Path(files[0]).read_text()
     assert "<h1>wide.mp4</h1>" in report and "padding: the audio ends at 4.0 s" in report
+    from dataclasses import replace
+
+    # the report says what a changed answer was made from
+    varied = Path(tabs.export(server, replace(s, audio_snr="-20", audio_weight=0.25))["export_files"][0]).read_text()
+    assert "audio at -20 dB SNR" in varied and "audio weight" in varied and "audio weight" not in report
+    for layer in ("x", float("nan")):  # a hostile layer is one line, never an internal error
+        out = tabs.export(server, replace(s, layer=layer))
+        assert out["status"].startswith("⚠️ layer") and out["export_files"] is None, out
 
 
 def test_the_apps_one_failure_rule(caplog):

@@ -1,4 +1,5 @@
-"""Plotly figures: what the library shows. The app arranges them; the analyses write them.
+"""Plotly figures of one window: what the library shows. The app arranges them; the analyses
+write them. A series of windows or levels (the timeline, a sweep): ``uavm.series``.
 
 * one clip's Analysis (``uavm.explore``): temporal attention per head with the spectrogram
   and the frames aligned under it, full T x T maps, the audio-video attention difference;
@@ -22,7 +23,7 @@ from .features import AudioPre, fbank
 COLORS = "Viridis"
 
 
-def _empty(msg: str) -> go.Figure:
+def empty_figure(msg: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=msg, showarrow=False, font=dict(size=14), x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False, margin=dict(l=10, r=10, t=10, b=10))
@@ -128,7 +129,7 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
     model saw share the time axis (seconds of the clip)."""
     pred = an.prediction
     if pred is None:
-        return _empty(an.error or "no prediction")
+        return empty_figure(an.error or "no prediction")
     parts = layer_parts(cfg)
     layer = min(max(int(layer), 1), len(parts))
     part = parts[layer - 1]
@@ -150,7 +151,7 @@ def temporal(an, layer: int, pre, cfg) -> go.Figure:
         rows.append(("frames", f"frames the model saw ({pre.video.fps:g} fps" +
                      (f") · one in {every} shown, at its time" if every > 1 else ")"), None))
     if not rows:
-        return _empty("no attention at this layer")
+        return empty_figure("no attention at this layer")
     heights = {"attn": 1.0, "spec": 0.8, "frames": 0.55}
     # Built as plotly's JSON and wrapped unvalidated (ten times faster than make_subplots and
     # its checks), on ONE pair of axes: the attention rows are categories of one y axis, the
@@ -265,12 +266,12 @@ def full_maps(an, layer: int, cfg) -> go.Figure:
     one colour scale; the joint map of the cross-modal model marks its audio and video halves."""
     pred = an.prediction
     if pred is None:
-        return _empty(an.error or "no prediction")
+        return empty_figure(an.error or "no prediction")
     parts = layer_parts(cfg)
     layer = min(max(int(layer), 1), len(parts))
     passes = passes_at(pred, layer, cfg)
     if not passes:
-        return _empty("no attention at this layer")
+        return empty_figure("no attention at this layer")
     heads = passes[0][1].shape[0]
     fig = make_subplots(rows=len(passes), cols=heads, horizontal_spacing=0.03, vertical_spacing=0.12,
                         subplot_titles=[f"{name} · head {h + 1}" for name, _ in passes for h in range(heads)])
@@ -311,7 +312,7 @@ def av_difference(an, cfg=None) -> go.Figure:
     (the paper's Fig. 5, left) for this clip."""
     pred = an.prediction
     if pred is None or "audio" not in pred.attention or "video" not in pred.attention:
-        return _empty("needs both the audio and the video pass")
+        return empty_figure("needs both the audio and the video pass")
     a, v = pred.attention["audio"], pred.attention["video"]
     n = min(a.shape[0], v.shape[0])
     diff = np.abs(a[:n] - v[:n]).mean(axis=(1, 2, 3))
@@ -399,7 +400,7 @@ def live_attention(pred, layer: int, cfg, fps: float) -> go.Figure:
         else:
             rows.append((f"{name} pass", received))
     if not rows:
-        return _empty("no attention at this layer")
+        return empty_figure("no attention at this layer")
     fig = make_subplots(rows=len(rows), cols=1, vertical_spacing=0.18,
                         subplot_titles=[f"{name}, layer {layer}" for name, _ in rows])
     top = 0.0
@@ -415,136 +416,7 @@ def live_attention(pred, layer: int, cfg, fps: float) -> go.Figure:
     return fig
 
 
-PASS_COLORS = {"audio": None, "video": None, "fused": "#444444"}  # audio and video: MODALITY_COLORS
-
-
-def sweep(sw) -> go.Figure:
-    """A Sweep (``uavm.sweep``; or its ``to_dict()``): each pass's score of the target class
-    against the level, the plain window's as a dotted line, a level where the pass's top-1 is
-    no longer its plain one hollow, one where its input is unfamiliar crossed."""
-    d = sw.to_dict() if hasattr(sw, "to_dict") else sw
-    rows = d["levels"]
-    plain, levels = rows[0], rows[1:]
-    x = [r["level"] for r in levels]
-    fig = go.Figure()
-    for m in ("audio", "video", "fused"):
-        if plain[m] is None:
-            continue
-        color = PASS_COLORS[m] or MODALITY_COLORS[m]
-        symbols = [("x" if r[m]["unfamiliar"] else "circle-open" if r[m]["top1"] != plain[m]["top1"] else "circle")
-                   for r in levels]
-        notes = [f"top-1 {r[m]['top1']}" + (" (changed)" if r[m]["top1"] != plain[m]["top1"] else "")
-                 + (", unfamiliar input" if r[m]["unfamiliar"] else "") for r in levels]
-        fig.add_trace(go.Scatter(x=x, y=[r[m]["score"] for r in levels], name=m, mode="lines+markers",
-                                 line=dict(color=color, width=3 if m == "fused" else 2),
-                                 marker=dict(symbol=symbols, size=10, line=dict(width=2, color=color)),
-                                 customdata=notes, legendgroup=m,
-                                 hovertemplate=f"{m} at %{{x:g}} {d['unit']}: %{{y:.3f}}, %{{customdata}}"
-                                               "<extra></extra>"))
-        fig.add_hline(y=plain[m]["score"], line=dict(color=color, dash="dot", width=1))
-    label = d["target"] if len(d["target"]) <= 30 else d["target"][:29] + "…"
-    clean_left = d["degradation"] in ("audio_snr", "video_size", "video_fps")  # larger is cleaner
-    fig.update_xaxes(title_text=f"{d['degradation'].replace('_', ' ')} ({d['unit']})",
-                     autorange="reversed" if clean_left else True)
-    fig.update_yaxes(title_text=f"P({label})", range=[0, 1.02])
-    fig.update_layout(height=360, margin=dict(l=60, r=20, t=30, b=100),
-                      title=dict(text="dotted: the plain window · hollow: top-1 changed · x: unfamiliar input",
-                                 font=dict(size=12)),
-                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.25, yanchor="top"))
-    return fig
-
-
 def html(*figs) -> str:
     """One self-contained page (plotly.js inlined once, so it opens offline)."""
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs)]
     return "<!doctype html><html><head><meta charset='utf-8'></head><body>" + "\n".join(parts) + "</body></html>"
-
-
-AGREE = {True: ("#f2f2f2", "same", "#444"), False: ("#3a3a3a", "differ", "#fff"), None: ("#ffffff", "", "#444")}
-CURRENT = "#000000"  # the outline of the window the explorer shows
-
-
-def class_palette() -> list:
-    """Colours for classes: plotly's qualitative sets without their greys, so that no class
-    looks like "missing" (grey, hatched) or like the agreement row (greys)."""
-    import colorsys
-
-    from plotly.colors import hex_to_rgb, qualitative
-
-    out = []
-    for c in qualitative.Dark24 + qualitative.Light24:
-        r, g, b = (v / 255 for v in hex_to_rgb(c))
-        if colorsys.rgb_to_hsv(r, g, b)[1] >= 0.3 and c not in out:
-            out.append(c)
-    return out
-
-
-def current_window(start: float, seconds: float) -> dict:
-    """The outline drawn around the window the explorer shows (the page moves it)."""
-    return {"type": "rect", "name": "current", "xref": "x", "yref": "paper", "x0": start, "x1": start + seconds,
-            "y0": 0, "y1": 1, "line": {"color": CURRENT, "width": 3}, "fillcolor": "rgba(0,0,0,0)", "layer": "above"}
-
-
-def timeline(tl, title: str = "", current: float | None = None) -> go.Figure:
-    """A clip's timeline (``uavm.timeline``; the Timeline or its ``to_dict()``): the audio, video
-    and fused top-1 of every window as bands as wide as the window, coloured by class and
-    labelled (windows that overlap take turns in lanes of the row), whether audio and video
-    give the same top-1 (greys: never a class colour), and where a modality is missing
-    (hatched grey; black stripes: its stream has nothing there). ``current``: the start of
-    the window the explorer shows, outlined. Each band's ``customdata`` starts with its
-    window's start (for clicks)."""
-    d = tl.to_dict() if hasattr(tl, "to_dict") else tl
-    wins, dur = d["windows"], float(d["duration"])
-    if not wins:
-        return _empty("no windows")
-    palette = class_palette()
-    window, stride = float(d["window"]), float(d["stride"])
-    lanes = max(1, min(int(np.ceil(window / stride - 1e-9)), 4))  # overlapping windows take turns
-    rows = ["audio", "video", "fused", "agree"]
-    fig = go.Figure()
-
-    def bands(sel, y, colors, texts, hover, pattern="", font=None):
-        for lane in range(lanes):
-            mine = [i for i in sel if i % lanes == lane]
-            if not mine:
-                continue
-            s = [wins[i]["start"] for i in mine]
-            fig.add_trace(go.Bar(
-                orientation="h", y=[y] * len(mine), base=s, x=[max(min(a + window, dur) - a, 1e-3) for a in s],
-                width=0.8 / lanes, offset=0.4 - (lane + 1) * 0.8 / lanes,  # lane 0 on top
-                marker=dict(color=[colors[sel.index(i)] for i in mine], line=dict(width=0.5, color="white"),
-                            pattern=dict(shape=pattern)),
-                text=[texts[sel.index(i)] for i in mine], textposition="inside", insidetextanchor="middle",
-                textfont=dict(color=[font[sel.index(i)] for i in mine]) if font else None,
-                customdata=[[a, hover[sel.index(i)]] for a, i in zip(s, mine)],
-                hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
-
-    for m in ("audio", "video", "fused"):
-        have = [i for i, w in enumerate(wins) if w.get(m)]
-        tops = [wins[i][m]["top"][0] for i in have]
-        bands(have, m, [palette[t["index"] % len(palette)] for t in tops], [t["label"] for t in tops],
-              [f"{wins[i]['start']:g}-{wins[i]['start'] + window:g} s, {m}: {t['label']} {t['score']:.2f}"
-               for i, t in zip(have, tops)])
-        gone = [i for i, w in enumerate(wins) if not w.get(m)]
-        why = [(wins[i].get("missing") or {}).get(m) or wins[i].get("error") or "no prediction of its own" for i in gone]
-        bands(gone, m, ["#d0d0d0"] * len(gone), ["missing" if "missing" in wins[i] else "" for i in gone],
-              [f"{wins[i]['start']:g} s, {m}: {w}" for i, w in zip(gone, why)], pattern="/")
-    every = list(range(len(wins)))
-    bands(every, "agree", [AGREE[w["agree"]][0] for w in wins], [AGREE[w["agree"]][1] for w in wins],
-          [f"{w['start']:g} s: audio and video top-1 {AGREE[w['agree']][1] or 'not both there'}" for w in wins],
-          font=[AGREE[w["agree"]][2] for w in wins])
-    for m, spans in (d.get("gaps") or {}).items():
-        spans = [(a, b) for a, b in spans if b > a]
-        if spans and m in rows:
-            fig.add_trace(go.Bar(orientation="h", y=[m] * len(spans), base=[a for a, _ in spans],
-                                 x=[b - a for a, b in spans], width=0.1, offset=-0.45, marker=dict(color="black"),
-                                 customdata=[[a, f"{a:g}-{b:g} s: the {m} stream has nothing here"] for a, b in spans],
-                                 hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
-    name = str(d.get("clip", "")).replace("\\", "/").rsplit("/", 1)[-1]
-    fig.update_layout(
-        barmode="overlay", height=260, margin=dict(l=60, r=20, t=40, b=40), uniformtext=dict(minsize=8, mode="hide"),
-        title=title or f"{name} · top-1 of each {window:g} s window, every {stride:g} s",
-        xaxis=dict(range=[0, dur], title="seconds"), shapes=[] if current is None else [current_window(current, window)],
-        yaxis=dict(categoryorder="array", categoryarray=rows[::-1], ticktext=["same top-1?", "fused", "video", "audio"],
-                   tickvals=rows[::-1]))
-    return fig

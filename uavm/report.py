@@ -46,6 +46,9 @@ def clip_report(clip: str, model: str, bundle, an, settings: dict, top_k: int, l
              ("muted audio", _span(settings.get("mute"))), ("blanked video", _span(settings.get("blank"))),
              ("top k", top_k), ("attention layer shown", f"{layer} of {cfg.n_layers} ({figures.layer_label(cfg)})"),
              ("made", f"{when:%Y-%m-%d %H:%M %Z} with uavm {__version__}")]
+    for key, what in (("audio_from", "the audio from"), ("degraded", "degraded"), ("audio_weight", "audio weight")):
+        if settings.get(key) is not None:  # what the answer was made from, when not the clip as it is
+            facts.insert(-1, (what, settings[key]))
     for m, why in an.missing.items():
         facts.append((f"{m} missing", why))
     parts = [f"<h1>{escape(clip)}</h1>",

@@ -48,9 +48,9 @@ def timeline(a) -> int:
     if bar.get("total"):
         bar["show"](bar["total"])  # the line ends
     if a.html:
-        from .. import figures
+        from .. import figures, series
 
-        write_text(a.html, figures.html(figures.timeline(tl)))
+        write_text(a.html, figures.html(series.timeline(tl)))
     if a.json:
         print(json.dumps(tl.to_dict(), allow_nan=False), flush=True)
     elif a.csv:
