@@ -10,29 +10,28 @@
 * ``sweep``      train and evaluate over S_dim, Ns (N + Ns fixed) and lambda_MT, one
                  factor at a time from a base model, several seeds (Fig. 2).
 
+Over a whole set, beyond the paper:
+
+* ``robustness``  each pass's accuracy, mAP and calibration against a share of clips missing a
+                  modality, a muted / blanked span and the degradations; relative and effective
+                  robustness (MultiBench) -- conditions.py (the features, once per level),
+                  robustness.py (the figures), levels.py (the kinds and their defaults).
+* ``vggsounder``  VGGSounder's modality-aware metrics and modality confusion for the three passes.
+
     measures.py  the numbers, as functions of models and arrays (checked against direct computations)
     report.py    end to end: CSV files and a self-contained HTML page (needs scikit-learn and plotly)
 """
-from .measures import (
-                       AnalysisError,
-                       Representations,
-                       attention_difference_rows,
-                       attention_maps,
-                       balanced_subset,
-                       coefficient_rows,
-                       halves,
-                       probe,
-                       probe_rows,
-                       recall_at,
-                       representations,
-                       retrieval_rows,
-                       run_sweep,
-                       summarize,
-                       sweep_points,
-                       temporal_rows,
-                       tsne_rows,
-)
+# the measures load torch: imported when first used, so that the CLI's help (which reads
+# uavm.analysis.levels) stays light
+_MEASURES = ("AnalysisError", "Representations", "attention_difference_rows", "attention_maps", "balanced_subset",
+             "coefficient_rows", "halves", "probe", "probe_rows", "recall_at", "representations", "retrieval_rows",
+             "run_sweep", "summarize", "sweep_points", "temporal_rows", "tsne_rows")
+__all__ = list(_MEASURES)
 
-__all__ = ["AnalysisError", "Representations", "attention_difference_rows", "attention_maps", "balanced_subset",
-           "coefficient_rows", "halves", "probe", "probe_rows", "recall_at", "representations", "retrieval_rows",
-           "run_sweep", "summarize", "sweep_points", "temporal_rows", "tsne_rows"]
+
+def __getattr__(name):
+    if name in _MEASURES:
+        from . import measures
+
+        return getattr(measures, name)
+    raise AttributeError(f"module 'uavm.analysis' has no attribute {name!r}")

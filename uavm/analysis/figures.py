@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .levels import UNITS
+
 
 def probe_figures(rows, coef, tsne, title: str):
     top = make_subplots(rows=1, cols=2, subplot_titles=["modality probe accuracy (held-out half)",
@@ -75,3 +77,46 @@ def sweep_figure(summary, title: str):
         fig.update_yaxes(title_text="accuracy", row=i + 1, col=1)
     fig.update_layout(title=title, height=220 + 320 * len(factors))
     return fig
+
+
+def robustness_figures(rows, summary, title: str):
+    """One panel per condition: each model's and pass's accuracy against the level; then the
+    relative robustness of every curve."""
+    kinds = [k for k in dict.fromkeys(r["condition"] for r in rows) if k != "plain"]
+    plain = {(r["model"], r["pass"]): r for r in rows if r["condition"] == "plain"}
+    cols = 2
+    fig = make_subplots(rows=(len(kinds) + 1) // cols, cols=cols, subplot_titles=kinds)
+    dash = {"audio": "dot", "video": "dash", "fused": "solid"}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    for i, k in enumerate(kinds):
+        for j, model in enumerate(models):
+            for p in ("audio", "video", "fused"):
+                rs = [r for r in rows if r["model"] == model and r["pass"] == p and r["condition"] == k]
+                if not rs:
+                    continue
+                rs = [plain[(model, p)]] + rs
+                fig.add_trace(go.Scatter(
+                    x=[r["x"] for r in rs], y=[r["accuracy"] for r in rs], mode="lines+markers",
+                    line=dict(dash=dash[p], color=palette[j % len(palette)]), name=f"{model} {p}",
+                    legendgroup=f"{model} {p}", showlegend=i == 0,
+                    text=["plain" if r["level"] == "" else f"{k} {r['level']}" for r in rs],
+                    hovertemplate="%{text}: accuracy %{y:.3f}<extra>" + f"{model} {p}</extra>"),
+                    i // cols + 1, i % cols + 1)
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=i // cols + 1, col=i % cols + 1)
+        marks = {r["x"]: r["level"] for r in rows if r["condition"] == k}  # each level where it sits
+        unit = UNITS.get(k, "")
+        fig.update_xaxes(title_text=f"{k} ({unit})", tickvals=[0, *marks], row=i // cols + 1, col=i % cols + 1,
+                         ticktext=["plain", *(f"{100 * float(v):g}%" if unit == "share" else f"{float(v):g}"
+                                              for v in marks.values())])
+    fig.update_layout(title=title, height=180 + 300 * ((len(kinds) + 1) // cols))
+    rel = go.Figure()
+    for model in models:
+        for p in ("audio", "video", "fused"):
+            ss = [s for s in summary if s["model"] == model and s["pass"] == p and s["metric"] == "accuracy"]
+            if ss:
+                rel.add_trace(go.Bar(x=[s["condition"] for s in ss], y=[s["relative_robustness"] for s in ss],
+                                     name=f"{model} {p}"))
+    rel.update_layout(title="relative robustness of accuracy (area under the curve over the plain figure; 1: flat)",
+                      barmode="group", yaxis_title="relative robustness")
+    return [fig, rel]

@@ -147,3 +147,80 @@ def sweep(train, val, out, grids: dict, base: dict, recipe: dict, kinds, seeds, 
             f"{m} {100 * s[f'{m}_acc_mean']:.1f} ± {100 * s[f'{m}_acc_std']:.1f}"
             for m in ("audio", "video", "fused") if s[f"{m}_acc_mean"] != ""))
     return files
+
+
+def robustness(bundles, data, out, levels: dict, seed: int = 0, device="cpu", baseline=None, log=print,
+               show_progress=None) -> list:
+    """Every bundle's passes under every condition of ``levels`` (kind -> levels, see
+    ``uavm.analysis.conditions.plan``) on one labelled set: robustness.csv (one row per
+    model, pass, condition and level), robustness-summary.csv (each curve's relative and
+    effective robustness), robustness.json (the run: clips, failures, timings) and
+    robustness.html. Features are computed once per extractor set into OUT/features/<key>
+    (resumed; sharded under torchrun: rank 0 alone evaluates and writes)."""
+    import json
+    import time
+
+    from ..train import distributed
+    from ..train.data import targets
+    from .conditions import Store, extractor_key, plan
+    from .robustness import Curves, Loader
+    from .robustness import summarize as summarize_curves
+
+    t0 = time.time()
+    loaded = [load_bundle(b) for b in bundles]
+    names = [b.name for b in loaded]
+    if len(set(names)) < len(names):
+        raise AnalysisError(f"two models share a name ({', '.join(names)}): rename one bundle's folder")
+    if baseline is None:  # late fusion: the modality-independent model, when one is compared
+        baseline = next((b.name for b in loaded if b.model.cfg.kind == "independent"), None)
+    groups: dict = {}  # extractor key -> (extractor, bundles): one set of features each
+    for b in loaded:
+        fx = FeatureExtractor(b.extractors, b.preprocessing, device, f"bundle {b.name}")
+        key = extractor_key(fx)
+        groups.setdefault(key, (fx, []))[1].append(b)
+    out = Path(out)
+    timings, failed, stores = {}, {}, {}
+    for key, (fx, members) in groups.items():
+        t = time.time()
+        conds = [c for cs in plan(levels, fx.pre.clip_seconds).values() for c in cs]
+        stores[key] = store = Store(out / "features" / key, data, seed)
+        failed.update(store.compute(fx, list(dict.fromkeys(conds)), show_progress, log))
+        timings[f"features {key} ({', '.join(b.name for b in members)})"] = round(time.time() - t, 2)
+    distributed.barrier()
+    if not distributed.is_main():
+        return []
+    rows, keep = [], [i for i in range(len(next(iter(stores.values())).entries)) if i not in failed]
+    if not keep:
+        raise AnalysisError(f"every clip of {data} failed: {next(iter(failed.values()))}")
+    for key, (fx, members) in groups.items():
+        t = time.time()
+        conds = list(dict.fromkeys(c for cs in plan(levels, fx.pre.clip_seconds).values() for c in cs))
+        order = [("plain", "audio"), ("plain", "video")] + [(c.key(seed), c.modality) for c in conds
+                                                              if c.stored and c.kind != "plain"]
+        loader = Loader(stores[key], keep, order)  # each condition's inputs read once for all the models
+        curves = [Curves(b, loader, targets([loader.store.entries[i] for i in keep], b.labels), device)
+                  for b in members]
+        got = {b.name: [] for b in members}
+        for c in conds:
+            for b, cv in zip(members, curves):
+                got[b.name] += cv.rows_of([c])
+        rows += [r for b in members for r in got[b.name]]
+        timings[f"evaluate {', '.join(b.name for b in members)}"] = round(time.time() - t, 2)
+    summary = summarize_curves(rows, baseline)
+    timings["total"] = round(time.time() - t0, 2)
+    run = {"data": str(data), "clips": len(keep), "failed": [failed[i] for i in sorted(failed)], "seed": seed,
+           "levels": {k: v for k, v in levels.items() if v}, "models": names, "baseline": baseline,
+           "features": {k: [b.name for b in m] for k, (_, m) in groups.items()}, "seconds": timings}
+    for i in sorted(failed):
+        log(f"failed: {failed[i]}")
+    files = [write_csv(out / "robustness.csv", rows), write_csv(out / "robustness-summary.csv", summary),
+             write_text(out / "robustness.json", json.dumps(run, indent=1)),
+             write_html(out / "robustness.html", *paper_figures.robustness_figures(
+                 rows, summary, f"missing-modality robustness on {data} ({len(keep)} clips)"))]
+    for s in summary:
+        if s["metric"] == "accuracy":
+            log(f"{s['model']} {s['pass']:5s} {s['condition']:13s} accuracy {100 * s['plain']:.1f}% -> worst "
+                f"{100 * s['worst']:.1f}%, relative robustness {s['relative_robustness']:.3f}"
+                + (f", effective {s['effective_robustness']:+.3f} vs {baseline}"
+                   if s["effective_robustness"] != "" and s["model"] != baseline else ""))
+    return files

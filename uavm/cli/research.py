@@ -43,6 +43,11 @@ def add(sub) -> None:
     add_bundle_options(s)
     s.add_argument("--data", required=True, help="feature data file, clip list, or a folder with either")
     s.add_argument("--json", action="store_true", help="one JSON object")
+    s.add_argument("--vggsounder", nargs="?", const=True, metavar="CSV",  # const: the package's own CSV
+                   help="VGGSounder's modality-aware evaluation (uavm.analysis.vggsounder) on this annotation CSV "
+                   "(default: the vggsounder package's); clips are matched by file stem = VGGSound video id")
+    s.add_argument("--vggsounder-out", metavar="FILE.pkl", help="with --vggsounder: also write the predictions "
+                   "as the pickle vggsounder.benchmark.compute_all_results reads (from FILE's folder)")
     s.add_argument("--device", **DEVICE)
     s.set_defaults(fn=evaluate)
 
@@ -116,8 +121,48 @@ def add(sub) -> None:
     add_fields(s, ModelConfig, ("embed_dim", "num_heads"))
     add_fields(s, Recipe, RECIPE, defaults={"loss": None})
     s.add_argument("--save-models", action="store_true", help="keep every trained model as a bundle in OUT/models")
+    add_robustness(what)
     for p in what.choices.values():
         p.set_defaults(fn=analyze)
+
+
+def add_robustness(what) -> None:
+    from ..analysis.levels import DEFAULTS, KINDS, UNITS
+
+    s = what.add_parser("robustness", help="each pass's accuracy, mAP and calibration over a set against a share "
+                        "of clips missing a modality, a muted / blanked span and the degradations, for several "
+                        "models; relative and effective robustness (CSV + HTML)")
+    s.add_argument("--bundle", action="append", default=[], metavar="DIR", help="a model bundle folder (repeat "
+                   "for more models)")
+    s.add_argument("--model", action="append", default=[], metavar="NAME", help="a model by name (repeat; "
+                   "`uavm models` lists them); default, with no --bundle: the embedded demo UAVM")
+    s.add_argument("--mirror", metavar="URL", help="where named models are fetched from (see `uavm predict --help`)")
+    s.add_argument("--data", required=True, help="labelled clip list (or a feature data file whose entries name "
+                   "their clips; without clips only the missing-modality curves run)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for the CSV, HTML and the features "
+                   "(OUT/features: a rerun resumes from them)")
+    s.add_argument("--baseline", metavar="NAME", help="the model effective robustness is measured against "
+                   "(default: the modality-independent one among them, if any)")
+    s.add_argument("--only", nargs="+", choices=KINDS, metavar="KIND", help=f"run only these ({', '.join(KINDS)})")
+    for k in KINDS:
+        shown = [round(100 * v) for v in DEFAULTS[k]] if k.endswith("missing") else DEFAULTS[k]
+        unit = "%% of the clips" if k.endswith("missing") else UNITS[k]
+        s.add_argument(f"--{k.replace('_', '-')}", type=_nums(float), metavar="LEVELS",
+                       help=f"levels in {unit} (default {','.join(f'{v:g}' for v in shown)})")
+    s.add_argument("--seed", type=int, default=0, help="seed of which clips miss a modality, the spans' places and "
+                   "the noise")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the networks run")
+
+
+def robustness_levels(a) -> dict:
+    from ..analysis.levels import DEFAULTS, KINDS
+
+    out = {}
+    for k in KINDS:
+        v = getattr(a, k)
+        v = DEFAULTS[k] if v is None else ([x / 100 for x in v] if k.endswith("missing") else v)
+        out[k] = v if not a.only or k in a.only else []
+    return out
 
 
 def _nums(kind):
@@ -128,7 +173,7 @@ def synth(a) -> int:
     from ..demo.corpus import generate
 
     out = generate(a.out, a.clips_per_class, a.seed, a.split, workers=a.workers)
-    print(f"wrote {out / 'clips.json'} and {out / 'labels.csv'}")
+    print(f"wrote {out / 'clips.json'}, {out / 'labels.csv'} and {out / 'vggsounder.csv'}")
     return 0
 
 
@@ -188,9 +233,23 @@ def evaluate(a) -> int:
     from ..train import FeatureSet, evaluate, feature_data
     from .options import err
 
+    vgs = annotations = None
+    if a.vggsounder is not None or a.vggsounder_out:  # the annotations first: a bad CSV fails before any work
+        from ..analysis import vggsounder as vgs
+        from ..errors import UAVMError
+
+        if a.vggsounder is None:
+            raise UAVMError("--vggsounder-out needs --vggsounder")
+        csv_path = vgs.default_csv() if a.vggsounder is True else Path(a.vggsounder)
+        annotations = vgs.read_annotations(csv_path)
     pipe = Pipeline(load_bundle(bundle_of(a)), a.device)
     with tempfile.TemporaryDirectory() as tmp:  # a clip list: extracted with the bundle's own extractors
         data = FeatureSet(feature_data(pipe, a.data, tmp, log=err), pipe.bundle.labels, pipe.pre.seq_len)
+        if vgs:
+            res = {"bundle": pipe.bundle.name, "annotations": str(csv_path), **vgs.evaluate(
+                pipe.bundle.model, data, pipe.bundle.labels, annotations, pipe.device, a.vggsounder_out, csv_path)}
+            print(json.dumps(res) if a.json else "\n".join(vgs.report_lines(res)))
+            return 0
         res = evaluate(pipe.bundle.model, data, pipe.device)
     res = {"bundle": pipe.bundle.name, "clips": len(data), **res}
     if a.json:
@@ -290,7 +349,8 @@ def analyze(a) -> int:
 
     from ..errors import UAVMError
 
-    lacking = [m for m, mod in (("scikit-learn", "sklearn"), ("plotly", "plotly")) if not importlib.util.find_spec(mod)]
+    needs = (("plotly", "plotly"),) if a.what == "robustness" else (("scikit-learn", "sklearn"), ("plotly", "plotly"))
+    lacking = [m for m, mod in needs if not importlib.util.find_spec(mod)]
     if lacking:
         from ..assets import install_hint
 
@@ -298,6 +358,8 @@ def analyze(a) -> int:
     from ..analysis import report
 
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    if a.what == "robustness":
+        return robustness(a, report)
     bundle = None if a.what == "sweep" and a.labels and not (a.bundle or a.model) else bundle_of(a)
     log = lambda m: print(m, flush=True)
     if a.what == "probe":
@@ -315,6 +377,20 @@ def analyze(a) -> int:
                 "shared_dim": a.base_shared_dim, "num_heads": a.num_heads, "audio_weight": a.base_audio_weight}
         files = report.sweep(a.train, a.val, a.out, grids, base, field_values(a, Recipe, RECIPE), a.kinds, a.seeds,
                              bundle=bundle, labels=a.labels, device=a.device, save_models=a.save_models, log=log)
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
+def robustness(a, report) -> int:
+    from ..hub import resolve
+    from ..inference import pick_device
+    from ..train import distributed
+
+    bundles = [resolve(None, b, a.mirror) for b in a.bundle] + [resolve(m, None, a.mirror) for m in a.model]
+    with distributed.joined(pick_device(a.device)) as device:  # under torchrun: a shard of the clips per rank
+        files = report.robustness(bundles or [resolve(None, None, a.mirror)], a.data, a.out, robustness_levels(a),
+                                  a.seed, device, a.baseline, log=lambda m: print(m, flush=True))
     for f in files:
         print(f"wrote {f}")
     return 0

@@ -415,7 +415,8 @@ def _job(args):
 
 
 def generate(out, clips_per_class: int, seed: int, split: str = "train", workers: int = 0, progress=None) -> Path:
-    """Write ``out/clips/*.mp4`` and ``out/clips.json``; deterministic in (seed, split)."""
+    """Write ``out/clips/*.mp4``, ``out/clips.json``, ``out/labels.csv`` and
+    ``out/vggsounder.csv`` (``vggsounder_rows``); deterministic in (seed, split)."""
     from ..bundle import write_labels
     from ..files import write_json
 
@@ -433,7 +434,38 @@ def generate(out, clips_per_class: int, seed: int, split: str = "train", workers
             for (p, _, _), m in zip(jobs, metas)]
     write_json(out / "clips.json", {"seed": seed, "split": split, "data": data})
     write_labels(out / "labels.csv", labels())
+    write_vggsounder(out / "vggsounder.csv", [(p.stem, c) for p, c, _ in jobs])
     return out
+
+
+def vggsounder_rows(video_id: str, cls: int) -> list:
+    """A clip of class ``cls`` annotated as VGGSounder annotates (``uavm.analysis.vggsounder``),
+    from the corpus's design: its own class is "AV" (its sound is heard and its picture seen);
+    every other class with the same sound is "A" (the clip sounds exactly like it); every other
+    class with the same picture is "V" (it looks exactly like it); no meta flag is set."""
+    _, _, picture, snd = CLASSES[cls]
+    rows = []
+    for j, (name, _, pic, s) in enumerate(CLASSES):
+        tag = "AV" if j == cls else "A" if s == snd else "V" if pic == picture else None
+        if tag:
+            rows.append({"video_id": video_id, "label": name, "modality": tag, "background_music": "False",
+                         "static_image": "False", "voice_over": "False"})
+    return rows
+
+
+def write_vggsounder(path, clips) -> Path:
+    """``clips``: (video id = the clip file's stem, class) pairs -> a VGGSounder annotation CSV."""
+    import csv
+
+    from ..files import atomic
+
+    with atomic(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["video_id", "label", "modality", "background_music", "static_image",
+                                          "voice_over"])
+        w.writeheader()
+        for video_id, c in clips:
+            w.writerows(vggsounder_rows(video_id, c))
+    return Path(path)
 
 
 def labels() -> list:
