@@ -33,7 +33,7 @@ def test_a_clip_is_10s_h264_aac_224px_16khz_with_events_inside(tmp_path):
         assert (v.codec_context.width, v.codec_context.height, a.codec_context.sample_rate) == (224, 224, 16000)
         assert abs(c.duration / 1e6 - 10) < 0.2
     assert 1 <= len(meta["events"]) <= 3
-    assert all(0 <= s < e <= 10 for s, e in meta["events"])
+    assert all(0 <= s < e <= 10 for s, e, _ in meta["events"])
 
 
 def test_the_sound_is_loud_during_events_and_quiet_between(tmp_path):
@@ -42,7 +42,7 @@ def test_the_sound_is_loud_during_events_and_quiet_between(tmp_path):
     rms = np.sqrt(np.mean(w[: 160000 // 100 * 100].reshape(100, -1) ** 2, 1))  # per 0.1 s
     t = np.arange(100) / 10 + 0.05
     inside = np.zeros(100, bool)
-    for s, e in meta["events"]:
+    for s, e, _ in meta["events"]:
         inside |= (t > s + 0.1) & (t < e - 0.1)
     assert rms[inside].mean() > 3 * rms[~inside].mean()
 
@@ -77,3 +77,22 @@ def test_the_whole_recipe_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     r = run_cli("predict", example, "--bundle", tmp_path / "w" / "demo-cross-modal", "--json", "--attention")
     (p,) = json_lines(r.stdout)
     assert p["audio"] is None and p["fused"] is not None and "joint" in p["attention"]
+
+
+def test_each_events_box_holds_every_pixel_its_picture_changes():
+    rng_seed = 99
+    rng = np.random.default_rng(rng_seed)
+    events = corpus.draw_events(rng)
+    state = rng.bit_generator.state
+    boxes = []
+    with_object = corpus.frames("ambulance", events, rng, boxes)
+    rng.bit_generator.state = state  # the same background, shapes and noise, without the object
+    without = corpus.frames("ambulance", [], rng)
+    assert len(boxes) == len(events) and all(b is not None for b in boxes)
+    changed = np.abs(with_object.astype(int) - without.astype(int)).max(axis=3) > 0  # (frames, H, W)
+    inside = np.zeros_like(changed)
+    for (s, e, *_), (x0, y0, x1, y1) in zip([[ev.start, ev.end] for ev in events], boxes):
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        k = slice(int(np.ceil(s * corpus.FPS)), int(np.ceil(e * corpus.FPS)))
+        inside[k, int(y0 * corpus.SIZE):int(np.ceil(y1 * corpus.SIZE)), int(x0 * corpus.SIZE):int(np.ceil(x1 * corpus.SIZE))] = True
+    assert changed.any() and not (changed & ~inside).any()

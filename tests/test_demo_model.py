@@ -62,7 +62,7 @@ def test_attention_lands_on_the_moments_where_things_happen(tmp_path):
         pred = pipe.predict(tmp_path / f"{c}.mp4")
         t = (np.arange(30) + 0.5) / 3  # the centre of each time step, seconds
         inside = np.zeros(30, bool)
-        for s, e in meta["events"]:
+        for s, e, *_ in meta["events"]:
             inside |= (t >= s) & (t < e)
         if inside.all() or not inside.any():
             continue

@@ -16,7 +16,7 @@ from uavm.explore import Explorer
 
 
 def inside(t, events) -> bool:
-    return any(a <= t <= b for a, b in events)
+    return any(a <= t <= b for a, b, *_ in events)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ TIERS = [
     ("base", ["uavm", "uavm.errors", "uavm.settings", "uavm.files", "uavm.config", "uavm.work", "uavm.cache"]),
     ("core: the window", ["uavm.media", "uavm.features", "uavm.window", "uavm.degrade"]),
     ("core: the model", ["uavm.model", "uavm.ood", "uavm.bundle", "uavm.official", "uavm.assets", "uavm.hub"]),
-    ("core: the analyses", ["uavm.clip", "uavm.explain", "uavm.timeline", "uavm.sweep"]),
+    ("core: the analyses", ["uavm.clip", "uavm.explain", "uavm.where", "uavm.timeline", "uavm.sweep"]),
     ("core: the pipeline", ["uavm.inference"]),
     ("core: the explorer", ["uavm.explore", "uavm.live", "uavm.figures", "uavm.series", "uavm.report"]),
     ("train", ["uavm.train"]),

@@ -40,6 +40,8 @@ import torch
 from . import work
 from .errors import InputError, UAVMError, flag, number, shorten
 from .features import to_model_input
+from .where import check_where, extend
+from .where import target_scores as _passes
 from .window import Decoded, Prediction, apply_spans, check_window, nothing_left, span_mask
 
 MODALITIES = ("audio", "video")
@@ -229,6 +231,8 @@ class Explanation:
     missing: dict
     notes: dict = field(default_factory=dict)  # what is not defined for this model, and why
     ends: dict = field(default_factory=dict)  # modality -> clip second its media ends at, when before the window's end
+    where: Optional[dict] = None  # uavm.where: where in the frames, which mel bands (when asked)
+    faithfulness: Optional[dict] = None  # uavm.where: deletion / insertion areas, Shapley values (when asked)
     prediction: Optional[Prediction] = None  # the unoccluded prediction (not in to_dict)
     timings_ms: dict = field(default_factory=dict)  # not in to_dict: the answer does not depend on them
 
@@ -259,6 +263,9 @@ class Explanation:
         d = {k: getattr(self, k) for k in ("clip", "start", "seconds", "model", "window", "stride", "target",
                                            "occlusion", "occlusion_tokens", "contribution", "rollout",
                                            "attention_last", "step_times", "missing", "notes", "ends")}
+        for k in ("where", "faithfulness"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
         return _plain(d)
 
 
@@ -277,28 +284,6 @@ def _plain(x):
     return x
 
 
-@torch.no_grad()
-def _passes(pipe, audio, video, index: int) -> dict:
-    """(S, T, D) model inputs (either None) -> the target's score per row: "fused" and each
-    present pass that has logits of its own."""
-    model = pipe.bundle.model
-    out = model(None if audio is None else audio.to(pipe.device), None if video is None else video.to(pipe.device))
-    got = {"fused": out.fused}
-    for m in MODALITIES:
-        p = getattr(out, m)
-        if p is not None and p.logits is not None:
-            got[m] = p.logits
-    res = {}
-    for m, z in got.items():
-        if not torch.isfinite(z).all():
-            raise UAVMError(f"the model gave non-finite {m} scores (NaN or infinity) for an occluded input: "
-                            f"its weights may be damaged")
-        # the one place that turns logits into scores (softmax or sigmoid, as the bundle says)
-        rows = Prediction(pipe.bundle.labels, pipe.bundle.multilabel, {m: z.float().cpu().numpy()}, {})
-        res[m] = rows.scores(m)[:, index]
-    return res
-
-
 def _curve(times, base: dict, occluded: dict, m: str, cross: bool) -> dict:
     drop = base["fused"] - occluded["fused"]
     own = None if cross else base[m] - occluded[m]
@@ -308,7 +293,8 @@ def _curve(times, base: dict, occluded: dict, m: str, cross: bool) -> dict:
 
 def explain_window(pipe, decoded: Decoded, start: float = 0.0, target: str = "fused", window: float = 1.0,
                    stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
-                   clip: str = "", progress=None) -> Explanation:
+                   clip: str = "", progress=None, where: bool = False, faithfulness: bool = False,
+                   seed: int = 0) -> Explanation:
     """Explain the prediction on one decoded window (``uavm.window.Decoded``); ``pipe``: a
     ``uavm.inference.Pipeline``.
 
@@ -326,7 +312,11 @@ def explain_window(pipe, decoded: Decoded, start: float = 0.0, target: str = "fu
     f = pipe.features_many([pipe.prepare(decoded, start, mute, blank)])[0]
     black = pipe.video_features(np.zeros((1, *frames.shape[1:]), np.uint8))[0] if frames is not None else None
     heard = apply_spans(wav, None, pre, start, mute)[0] if wav is not None else None
-    return explain_features(pipe, heard, f, start, target, window, stride, clip=clip, black=black, progress=progress)
+    e = explain_features(pipe, heard, f, start, target, window, stride, clip=clip, black=black, progress=progress)
+    if where or faithfulness:  # where in the frames, which bands, how faithful (uavm.where)
+        seen = apply_spans(None, frames, pre, start, None, blank)[1] if frames is not None else None
+        extend(pipe, e, heard, seen, f, black, start, where, faithfulness, seed=seed)
+    return e
 
 
 def explain_features(pipe, wav, feats, start: float, target: str = "fused", window: float = 1.0,
@@ -442,11 +432,14 @@ def explain_features(pipe, wav, feats, start: float, target: str = "fused", wind
 
 def explain_clip(pipe, path, start: float = 0.0, target: str = "fused", window: float = 1.0,
                  stride: float = 0.5, audio: bool = True, video: bool = True, mute=None, blank=None,
-                 progress=None, degrade=None, audio_from=None, video_from=None) -> Explanation:
+                 progress=None, degrade=None, audio_from=None, video_from=None, where: bool = False,
+                 faithfulness: bool = False, seed: int = 0) -> Explanation:
     """``explain_window`` on a file (its audio or video from another clip, degraded: as
     ``Pipeline.predict``): the parameters are checked before it is decoded."""
     start, mute, blank = check_window(start, mute, blank)
     check_occlusion(window, stride, pipe.pre.clip_seconds)
+    if where or faithfulness:
+        seed = check_where(seed=seed)[-1]
     label_index(check_target(target), pipe.bundle.labels)
     audio, video = flag("audio", audio), flag("video", video)
     t = time.perf_counter()
@@ -457,7 +450,7 @@ def explain_clip(pipe, path, start: float = 0.0, target: str = "fused", window: 
         raise UAVMError(f"{path}: {nothing_left(decoded.missing)}")
     decode_ms = (time.perf_counter() - t) * 1000
     e = explain_window(pipe, decoded, start, target, window, stride, audio, video, mute, blank, clip=str(path),
-                       progress=progress)
+                       progress=progress, where=where, faithfulness=faithfulness, seed=seed)
     e.timings_ms = {"decode": decode_ms, **e.timings_ms, "total": e.timings_ms["total"] + decode_ms}
     if audio_from or video_from:
         e.notes["sources"] = f"the audio from {audio_from or path}, the video from {video_from or path}"

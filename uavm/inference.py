@@ -235,11 +235,11 @@ class Pipeline(FeatureExtractor):
 
     def explain(self, path, start: float = 0.0, target: str = "fused", window: float = 1.0, stride: float = 0.5,
                 audio: bool = True, video: bool = True, mute=None, blank=None, progress=None, degrade=None,
-                audio_from=None, video_from=None):
+                audio_from=None, video_from=None, where: bool = False, faithfulness: bool = False, seed: int = 0):
         """What mattered, when, in which modality: occlusion, contribution, rollout
         (``uavm.explain``) -> an Explanation (``.to_dict()`` is `uavm explain --json`'s object)."""
         return explain_clip(self, path, start, target, window, stride, audio, video, mute, blank, progress,
-                            degrade, audio_from, video_from)
+                            degrade, audio_from, video_from, where, faithfulness, seed)
 
     def sweep(self, path, kind: str, levels, start: float = 0.0, audio: bool = True, video: bool = True,
               mute=None, blank=None, span=None, seed: int = 0, target: Optional[str] = None,

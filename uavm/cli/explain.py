@@ -27,6 +27,11 @@ def add(sub) -> None:
     s.add_argument("--mute-audio", type=float, nargs=2, metavar=("FROM", "TO"), help="silence this span first")
     s.add_argument("--blank-video", type=float, nargs=2, metavar=("FROM", "TO"), help="black frames in this span first")
     add_degrade_options(s)
+    s.add_argument("--where", action="store_true", help="also where in the frames (occlusion of a grid of cells, "
+                   "Grad-CAM) and which mel bands (occlusion of bands, and of time x band cells) (uavm.where)")
+    s.add_argument("--faithfulness", action="store_true", help="also how faithful each explanation over time is "
+                   "(deletion and insertion areas against a seeded random ranking: --seed) and the Shapley values of "
+                   "the two modalities and of time segments")
     s.add_argument("--json", action="store_true", help="one JSON object per clip, one per line")
     s.add_argument("--device", **DEVICE)
     s.set_defaults(fn=explain)
@@ -79,6 +84,32 @@ def _print_human(d: dict) -> None:
         print(f"  {m:5s} occlusion peak {o['peak']:.2f} s (drop {o['drop'][i]:+.3f})  {sparkline(o['drop'])}")
         r = d["rollout"][m]
         print(f"  {m:5s} rollout   peak {d['step_times'][int(np.argmax(r))]:.2f} s               {sparkline(r)}")
+    w = d.get("where") or {}
+    if w.get("video"):
+        maps = np.asarray(w["video"]["maps"])
+        g = maps.shape[-1]
+        peaks = np.argmax(maps.reshape(len(maps), -1), 1)
+        r, c = divmod(int(np.bincount(peaks).argmax()), g)
+        print(f"  video where  occlusion's peak most often in cell row {r + 1}, column {c + 1} of {g}x{g} "
+              f"({np.mean(peaks == r * g + c):.0%} of the frames)")
+    if w.get("audio"):
+        a = w["audio"]
+        b = int(np.argmax(a["drop"]))
+        lo, hi = a["bands_hz"][b]
+        print(f"  audio bands  occlusion's peak {lo:.0f}-{hi:.0f} Hz (drop {a['drop'][b]:+.3f})  {sparkline(a['drop'])}")
+    f = d.get("faithfulness")
+    if f:
+        print("  faithfulness deletion / insertion area (lower / higher is more faithful): " + ", ".join(
+            f"{k} {v['deletion_auc']:.3f} / {v['insertion_auc']:.3f}" for k, v in f.items()
+            if k not in ("segments", "shapley")))
+        sm = f["shapley"]["modalities"]
+        if "undefined" not in sm:
+            print(f"  shapley      audio {sm['audio']:+.3f}, video {sm['video']:+.3f} (of the fused score's "
+                  f"{sm['v_none']:.3f} -> {sm['v_both']:.3f})")
+        sg = f["shapley"]["segments"]
+        print("  shapley over segments  " + ", ".join(f"{m} {v:+.3f} ± {sg['share_se'][m]:.3f}"
+                                                       for m, v in sg["share"].items())
+              + f" ({sg['permutations']} permutations)")
     for what, why in d["notes"].items():
         print(f"  note ({what}): {why}")
 
@@ -109,7 +140,8 @@ def explain(a) -> int:
         try:
             d = pipe.explain(clip, a.start, a.target, a.window, a.stride, not a.no_audio, not a.no_video,
                              a.mute_audio, a.blank_video, degrade=degrade, audio_from=a.audio_from,
-                             video_from=a.video_from).to_dict()
+                             video_from=a.video_from, where=a.where, faithfulness=a.faithfulness,
+                             seed=a.seed).to_dict()
         except UAVMError as e:  # this clip's problem: reported, and the others go on
             failed += 1
             clip_failed(clip, e, a.json)

@@ -17,6 +17,9 @@ def add(sub) -> None:
                    "clips with known event times for the finding; 0 skips it)")
     s.add_argument("--explain", action="store_true", help="`uavm explain` instead: its time on one clip, and how "
                    "often its peaks fall inside the events of generated clips (docs/explain.md)")
+    s.add_argument("--where", action="store_true", help="with --explain: also how often the explanations of where "
+                   "(frames) and which frequencies find the generated events' boxes and sounds, and how faithful "
+                   "each explanation over time is (docs/explain.md)")
     s.add_argument("--seed", type=int, help="the generated clips' seed (with --explain, default 0; with --ood, "
                    "default 9: a seed no demo model was trained or fitted on)")
     s.add_argument("--repeat", type=int, default=5, help="timed repetitions of each stage")
@@ -100,6 +103,13 @@ def bench_explain(a) -> int:
                                             a.device, log)
         if not a.json:
             print(json.dumps(r["finding"], indent=1))
+        if a.where:  # where in the frames, which bands, how faithful (uavm.tools.wherebench)
+            from ..tools import wherebench
+
+            r["where"] = wherebench.finding({Path(b).name: b for b in [_bundle(a)]} if a.bundle or a.model
+                                            else demo_bundles(), clips, a.seed or 0, a.device, log)
+            if not a.json:
+                print(json.dumps(r["where"], indent=1))
     if a.json:
         print(json.dumps(r))
     return 0

@@ -116,7 +116,7 @@ def sound_labels(entry: dict, centres: np.ndarray, half: float) -> np.ndarray:
     """Per window (centre +- half seconds): the sound kind if an event covers most of it,
     len(SOUNDS) if none touches it, -1 (unused) in between."""
     lab = np.full(len(centres), len(corpus.SOUNDS))
-    for s, e in entry["events"]:
+    for s, e, *_ in entry["events"]:
         overlap = np.clip(np.minimum(centres + half, e) - np.maximum(centres - half, s), 0, None) / (2 * half)
         lab[overlap > 0] = -1
         lab[overlap >= 0.5] = corpus.SOUNDS.index(entry["sound"])
@@ -141,7 +141,7 @@ def train_audio_extractor(entries: list, clips: list, cfg: DemoConfig, log=_log)
             i = int(g.integers(0, len(clips)))
             ev = entries[i]["events"]
             if g.random() < 0.6:  # mostly windows on events, the rest anywhere
-                s, e = ev[int(g.integers(0, len(ev)))]
+                s, e = ev[int(g.integers(0, len(ev)))][:2]
                 c = g.uniform(s, e)
             else:
                 c = g.uniform(0, n_frames * hop)
@@ -164,7 +164,7 @@ def train_audio_extractor(entries: list, clips: list, cfg: DemoConfig, log=_log)
 def picture_labels(entry: dict, times: np.ndarray) -> np.ndarray:
     """Per frame: the index of the picture in view (within an event), or len(PICTURES) for none."""
     lab = np.full(len(times), len(corpus.PICTURES))
-    for s, e in entry["events"]:
+    for s, e, *_ in entry["events"]:
         lab[(times >= s) & (times < e)] = corpus.PICTURES.index(entry["picture"])
     return lab
 

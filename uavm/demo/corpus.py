@@ -21,6 +21,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -172,6 +173,18 @@ def sound(kind: str, ev: Event, rng) -> np.ndarray:
             m = min(len(note), n - k)
             out[k:k + m] += 0.5 * note[:m]
     return ev.gain * out / (np.abs(out).max() + 1e-9)
+
+
+def solo(kind: str, seed: int = 0) -> np.ndarray:
+    """One 2 s event of ``kind`` alone, from 0.5 s of a silent 10 s track: where its energy
+    lies is what an explanation of which frequencies should find."""
+    rng = np.random.default_rng(seed)
+    onsets = 0.5 + np.cumsum(rng.uniform(0.6, 1.4, 64) / 4.0)
+    ev = Event(0.5, 2.5, np.concatenate([[0.5], onsets[onsets < 2.4]]), 0.5, 0.5, 1.0, 1.0)
+    wav = np.zeros(int(SECONDS * SR), np.float32)
+    s = sound(kind, ev, rng)
+    wav[int(0.5 * SR):int(0.5 * SR) + len(s)] = 0.8 * s
+    return wav
 
 
 def soundtrack(kind: str, events: list, rng) -> np.ndarray:
@@ -348,8 +361,11 @@ def _paste(frame, spr, y, x):
     frame[ys, xs] = np.where(m, sub[..., :3], frame[ys, xs])
 
 
-def frames(picture: str, events: list, rng) -> np.ndarray:
+def frames(picture: str, events: list, rng, boxes: Optional[list] = None) -> np.ndarray:
+    """The clip's frames; ``boxes``, when given, gets each event's box: where its picture is,
+    [x0, y0, x1, y1] in fractions of the frame, over all the frames it is in."""
     n = int(SECONDS * FPS)
+    seen = [None] * len(events)
     c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     grad = np.linspace(0, 1, SIZE)[:, None, None]
     bg = (c1 * (1 - grad) + c2 * grad) * np.ones((1, SIZE, 1))
@@ -376,7 +392,7 @@ def frames(picture: str, events: list, rng) -> np.ndarray:
                 _rect(layer, p[1] - s["r"], p[1] + s["r"], p[0] - s["r"], p[0] + s["r"], s["col"])
             else:
                 _tri(layer, [(p[0], p[1] - s["r"]), (p[0] - s["r"], p[1] + s["r"]), (p[0] + s["r"], p[1] + s["r"])], s["col"])
-        for ev in events:
+        for e, ev in enumerate(events):
             if not ev.start <= t < ev.end:
                 continue
             since = t - ev.onsets[ev.onsets <= t].max()
@@ -390,10 +406,16 @@ def frames(picture: str, events: list, rng) -> np.ndarray:
             free_h, free_w = SIZE - spr.shape[0], SIZE - spr.shape[1]  # the object stays in view
             frac = (t - ev.start) / (ev.end - ev.start)
             x = ev.x0 + (direction * (frac - 0.5) * 0.8 if moving else 0)
-            _paste(f, spr, ev.y0 * free_h, np.clip(x, 0, 1) * free_w)
+            y, x = ev.y0 * free_h, np.clip(x, 0, 1) * free_w
+            _paste(f, spr, y, x)
+            box = (int(x), int(y), int(x) + spr.shape[1], int(y) + spr.shape[0])
+            seen[e] = box if seen[e] is None else (min(seen[e][0], box[0]), min(seen[e][1], box[1]),
+                                                   max(seen[e][2], box[2]), max(seen[e][3], box[3]))
         if noise:  # sensor noise, drawn from a small bank (drawing it fresh per frame is the slow part)
             f = f + grain[rng.integers(0, len(grain))]
         out[i] = np.clip(f, 0, 255).astype(np.uint8)
+    if boxes is not None:
+        boxes += [None if b is None else [round(min(max(v / SIZE, 0.0), 1.0), 4) for v in b] for b in seen]
     return out
 
 
@@ -403,9 +425,12 @@ def make_clip(path, cls: int, seed: int) -> dict:
     name, mid, picture, snd = CLASSES[cls]
     events = draw_events(rng)
     wav = soundtrack(snd, events, rng)
-    vid = frames(picture, events, rng)
+    boxes = []
+    vid = frames(picture, events, rng, boxes)
     write_media(path, vid, FPS, wav, SR, options={"crf": "26", "preset": "veryfast"})
-    return {"label": mid, "name": name, "events": [[round(e.start, 3), round(e.end, 3)] for e in events],
+    # each event: [start, end, box], the box where its picture is (fractions of the frame)
+    return {"label": mid, "name": name,
+            "events": [[round(e.start, 3), round(e.end, 3), b] for e, b in zip(events, boxes)],
             "picture": picture, "sound": snd}
 
 
@@ -466,6 +491,17 @@ def write_vggsounder(path, clips) -> Path:
         for video_id, c in clips:
             w.writerows(vggsounder_rows(video_id, c))
     return Path(path)
+
+
+def cycled(folder, n: int, seed: int, split: str) -> list:
+    """n clips in ``folder`` cycling through the classes, each seeded from (seed, split,
+    class, i) as ``generate`` seeds its own -> [(path, its clips.json entry)]."""
+    out = []
+    for i in range(n):
+        c = i % len(CLASSES)
+        path = Path(folder) / f"{i:04d}.mp4"
+        out.append((path, make_clip(path, c, clip_seed(seed, split, c, i))))
+    return out
 
 
 def labels() -> list:

@@ -51,7 +51,7 @@ def _timing(tmp: Path, bundle_dir, size: str, device: str, repeat: int) -> dict:
 
 
 def _inside(t: float, events) -> bool:
-    return any(a <= t <= b for a, b in events)
+    return any(a <= t <= b for a, b, *_ in events)
 
 
 def _rate(times, events) -> float:
@@ -91,15 +91,11 @@ def finding(bundles: dict, clips: int = 96, seed: int = 0, device: str = "auto",
 
 def _finding(tmp: Path, bundles: dict, clips: int, seed: int, device: str, log) -> dict:
     from ..bundle import load_bundle
-    from ..demo.corpus import CLASSES, clip_seed, make_clip
+    from ..demo.corpus import cycled
     from ..errors import UAVMError
     from ..inference import Pipeline
 
-    metas = []
-    for i in range(clips):
-        c = i % len(CLASSES)
-        path = tmp / f"{i:04d}.mp4"
-        metas.append((path, make_clip(path, c, clip_seed(seed, "explain", c, i))))
+    metas = cycled(tmp, clips, seed, "explain")
     out = {"clips": clips, "seed": seed, "criterion": "the peak's time (span centre or step centre) lies in "
            "[start, end] of one of the clip's events; chance: the share of those times that do; "
            "spearman_with_occlusion: the mean over clips of the rank correlation between the occlusion drops "
