@@ -144,7 +144,8 @@ def grad_cam(pipe, frames: np.ndarray, x: dict, index: int, steps: int, which: s
     ext, model = pipe.extractors["video"], pipe.bundle.model
     k = min(len(frames), steps)
     with torch.enable_grad():
-        inp = normalize_frames(torch.as_tensor(frames[:k]).to(pipe.device), pipe.pre.video)
+        # the input asks for a gradient, so there is a graph even if the weights are frozen
+        inp = normalize_frames(torch.as_tensor(frames[:k]).to(pipe.device), pipe.pre.video).requires_grad_(True)
         act = ext.net.forward_features(inp)  # (k, C, h, w)
         feat = act.mean(dim=(2, 3))
         v = F.normalize(F.pad(feat, (0, 0, 0, steps - k)), dim=-1).unsqueeze(0)
